@@ -1,0 +1,42 @@
+// A backend trains and evaluates the ConvBase of S seeds at once. Every buffer has the seed first.
+// The CPU backend is the reference; the CUDA backends (issue 3) implement the same interface.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convbase.h"
+
+namespace sb {
+
+struct AdamConfig {
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual std::string device() const = 0;
+  virtual int threads() const = 0;
+
+  // A model of S seeds with the given shape; params (S, P) copied in; Adam state and step count reset.
+  virtual void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) = 0;
+  virtual void get_params(float* params) const = 0;  // (S, P)
+
+  // Training inputs: x (S, N, L), each seed its own copy (D_sp differs per seed); labels (N), shared.
+  virtual void set_train_data(const float* x, const int32_t* labels, int N) = 0;
+
+  // One Adam step for every seed: batch_index (S, B) are rows of the training set; loss (S) out.
+  virtual void train_step(const int32_t* batch_index, int B, float lr, float* loss) = 0;
+
+  // logits (S, N, classes) for x = (S, N, L) if per_seed, else (N, L) shared by all seeds.
+  virtual void predict(const float* x, int N, bool per_seed, float* logits) = 0;
+};
+
+// "cpu" (always), "cuda"/"cudnn" when built and a device is present. Throws std::runtime_error otherwise.
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
+std::vector<std::string> known_backends();
+
+}  // namespace sb

@@ -1,0 +1,80 @@
+// ConvBase, the MNIST-1D CNN of the study (study.md §2), on the CPU, for one seed at a time.
+//
+//   Conv1d(1->C, k5, s2, p1) -> ReLU -> Conv1d(C->C, k3, s2, p1) -> ReLU -> Conv1d(C->C, k3, s2, p1)
+//   -> ReLU -> flatten (index c*L3 + l) -> Linear(C*L3 -> 10)          lengths 40 -> 19 -> 10 -> 5
+//
+// The parameters of one seed are one flat float buffer in PyTorch's state_dict order and shapes:
+//   conv1.weight (C,1,5)  conv1.bias (C)  conv2.weight (C,C,3)  conv2.bias (C)
+//   conv3.weight (C,C,3)  conv3.bias (C)  head.weight (10, C*L3)  head.bias (10)
+// Seed-batched buffers put the seed first: params is (S, P).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace sb {
+
+struct ConvBaseShape {
+  int channels = 25;
+  int length = 40;
+  int classes = 10;
+
+  static constexpr int k1 = 5, k2 = 3, k3 = 3, stride = 2, pad = 1;
+  static int out_len(int in, int k) { return (in + 2 * pad - k) / stride + 1; }
+  int l1() const { return out_len(length, k1); }
+  int l2() const { return out_len(l1(), k2); }
+  int l3() const { return out_len(l2(), k3); }
+  int feature_dim() const { return channels * l3(); }
+
+  // Offsets of each tensor inside one seed's flat parameter buffer.
+  size_t off_w1() const { return 0; }
+  size_t off_b1() const { return off_w1() + size_t(channels) * k1; }
+  size_t off_w2() const { return off_b1() + channels; }
+  size_t off_b2() const { return off_w2() + size_t(channels) * channels * k2; }
+  size_t off_w3() const { return off_b2() + channels; }
+  size_t off_b3() const { return off_w3() + size_t(channels) * channels * k3; }
+  size_t off_wh() const { return off_b3() + channels; }
+  size_t off_bh() const { return off_wh() + size_t(classes) * feature_dim(); }
+  size_t num_params() const { return off_bh() + classes; }
+  // Forward FLOPs per sample (multiply-add = 2), for rate reporting.
+  double forward_flops() const {
+    const double C = channels;
+    return 2.0 * (C * l1() * k1 + C * C * k2 * l2() + C * C * k3 * l3() + double(classes) * feature_dim());
+  }
+};
+
+// PyTorch-default initialisation (kaiming-uniform with a = sqrt(5)): every weight and bias of a layer
+// ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn in parameter order from stream (base_seed, seed_index, init_weights).
+void convbase_init(const ConvBaseShape& shape, uint64_t base_seed, uint32_t seed_index, float* params);
+
+// Activations of one forward pass, kept for the backward pass; sized for up to max_batch samples.
+struct ConvBaseWorkspace {
+  ConvBaseWorkspace(const ConvBaseShape& shape, int max_batch);
+  int max_batch;
+  std::vector<float> a1, a2, a3;        // post-ReLU activations of the three conv layers
+  std::vector<float> d1, d2, d3;        // gradients w.r.t. them during backward
+  std::vector<float> scratch;           // layout changes / im2col, implementation-defined
+};
+
+// x is (B, L) (samples of this seed); logits is (B, classes).
+// features, if not null, receives the head input (B, C*L3) in PyTorch flatten order (c*L3 + l).
+void convbase_forward(const ConvBaseShape& shape, const float* params, const float* x, int B, float* logits,
+                      ConvBaseWorkspace& ws, float* features = nullptr);
+
+// Backward of the last convbase_forward on ws. dlogits is (B, classes). grads (P) is overwritten.
+// dx (B, L), if not null, receives the input gradient (for saliency).
+void convbase_backward(const ConvBaseShape& shape, const float* params, const float* x, const float* dlogits,
+                       int B, float* grads, ConvBaseWorkspace& ws, float* dx = nullptr);
+
+// Softmax cross-entropy over K classes for B samples. logits (B,K), labels (B).
+// Without weights: loss = mean_i CE_i and dlogits = (softmax - onehot) / B.
+// With per-sample weights mu (B): loss = sum_i mu_i CE_i and dlogits = mu_i (softmax - onehot).
+// loss_per_sample (B), if not null, receives CE_i (unweighted). Returns the loss.
+float softmax_cross_entropy(const float* logits, const int32_t* labels, const float* mu, int B, int K,
+                            float* dlogits, float* loss_per_sample = nullptr);
+
+// One Adam step (PyTorch semantics, no weight decay) over n parameters; t is the 1-based step count.
+void adam_step(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1, float beta2,
+               float eps, int t);
+
+}  // namespace sb
