@@ -38,5 +38,7 @@ class Backend {
 // "cpu" (always), "cuda"/"cudnn" when built and a device is present. Throws std::runtime_error otherwise.
 std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
 std::vector<std::string> known_backends();
+// Usable CUDA devices: 0 in a build without the CUDA backend or on a machine without a GPU.
+int cuda_device_count();
 
 }  // namespace sb

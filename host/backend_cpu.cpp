@@ -1,0 +1,170 @@
+// The CPU backend: every seed trained by one thread with the layer functions of cpu_layers.h, seeds spread
+// over OpenMP threads. A seed's numbers never depend on the thread count or on the other seeds: each seed
+// is computed start to finish by one thread in a fixed order, and nothing is reduced across seeds.
+#include <omp.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "convbase.h"
+#include "cpu_layers.h"
+
+namespace sb {
+namespace {
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  return "unknown CPU";
+}
+
+// Buffers of one thread for a batch of up to max_batch samples.
+struct ThreadBuffers {
+  ThreadBuffers(const ConvBaseShape& shape, int max_batch)
+      : ws(shape, max_batch), x(size_t(max_batch) * shape.length), labels(max_batch),
+        logits(size_t(max_batch) * shape.classes), dlogits(size_t(max_batch) * shape.classes),
+        grads(shape.num_params()) {}
+  ConvBaseWorkspace ws;
+  std::vector<float> x;          // (B, L): this seed's batch rows
+  std::vector<int32_t> labels;   // (B)
+  std::vector<float> logits, dlogits;  // (B, classes)
+  std::vector<float> grads;      // (P)
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : threads_(threads > 0 ? threads : std::max(1, omp_get_num_procs())) {}
+
+  std::string name() const override { return "cpu"; }
+  std::string device() const override {
+    return cpu_model_name() + " (" + simd_level_name(simd_level()) + " kernels)";
+  }
+  int threads() const override { return threads_; }
+
+  void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
+    if (S < 1) throw std::invalid_argument("cpu backend: the number of seeds must be positive");
+    ConvBaseWorkspace check(shape, 1);  // validates the shape
+    shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0;
+    params_.assign(params, params + size_t(S) * P_);
+    m_.assign(size_t(S) * P_, 0.0f);
+    v_.assign(size_t(S) * P_, 0.0f);
+    train_buffers_.clear();
+    predict_buffers_.clear();
+    x_.clear(), labels_.clear(), N_ = 0;
+  }
+
+  void get_params(float* params) const override { std::copy(params_.begin(), params_.end(), params); }
+
+  void set_train_data(const float* x, const int32_t* labels, int N) override {
+    require_reset();
+    if (N < 1) throw std::invalid_argument("cpu backend: the training set is empty");
+    for (int i = 0; i < N; ++i)
+      if (labels[i] < 0 || labels[i] >= shape_.classes)
+        throw std::invalid_argument("cpu backend: training label " + std::to_string(labels[i]) + " outside [0, " +
+                                    std::to_string(shape_.classes) + ")");
+    x_.assign(x, x + size_t(S_) * N * shape_.length);
+    labels_.assign(labels, labels + N);
+    N_ = N;
+  }
+
+  void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
+    require_reset();
+    if (N_ == 0) throw std::logic_error("cpu backend: train_step before set_train_data");
+    if (B < 1 || B > N_)
+      throw std::invalid_argument("cpu backend: batch of " + std::to_string(B) + " from a training set of " +
+                                  std::to_string(N_));
+    for (size_t i = 0; i < size_t(S_) * B; ++i)
+      if (batch_index[i] < 0 || batch_index[i] >= N_)
+        throw std::out_of_range("cpu backend: batch row " + std::to_string(batch_index[i]) + " outside [0, " +
+                                std::to_string(N_) + ")");
+    ensure_buffers(train_buffers_, B);
+    const int t = ++step_;
+    const int L = shape_.length, K = shape_.classes;
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+    for (int s = 0; s < S_; ++s) {
+      ThreadBuffers& tb = *train_buffers_[omp_get_thread_num()];
+      const int32_t* rows = batch_index + size_t(s) * B;
+      const float* xs = x_.data() + size_t(s) * N_ * L;  // this seed's copy of the training inputs
+      for (int i = 0; i < B; ++i) {
+        std::copy(xs + size_t(rows[i]) * L, xs + size_t(rows[i] + 1) * L, tb.x.data() + size_t(i) * L);
+        tb.labels[i] = labels_[rows[i]];
+      }
+      float* p = params_.data() + size_t(s) * P_;
+      convbase_forward(shape_, p, tb.x.data(), B, tb.logits.data(), tb.ws);
+      loss[s] = softmax_cross_entropy(tb.logits.data(), tb.labels.data(), nullptr, B, K, tb.dlogits.data());
+      convbase_backward(shape_, p, tb.x.data(), tb.dlogits.data(), B, tb.grads.data(), tb.ws);
+      adam_step(p, tb.grads.data(), m_.data() + size_t(s) * P_, v_.data() + size_t(s) * P_, P_, lr, adam_.beta1,
+                adam_.beta2, adam_.eps, t);
+    }
+  }
+
+  void predict(const float* x, int N, bool per_seed, float* logits) override {
+    require_reset();
+    if (N < 1) return;
+    // Chunks bound the workspace (about C x 512 floats per activation row); a sample's logits do not
+    // depend on the chunk it is in, so (seed, chunk) pairs can run in any order on any thread.
+    const int chunk = std::clamp(12800 / shape_.channels, 16, 512);
+    const int chunks = (N + chunk - 1) / chunk;
+    ensure_buffers(predict_buffers_, std::min(chunk, N));
+    const int L = shape_.length, K = shape_.classes;
+    const long tasks = long(S_) * chunks;
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+    for (long task = 0; task < tasks; ++task) {
+      const int s = int(task / chunks), r0 = int(task % chunks) * chunk, n = std::min(chunk, N - r0);
+      ThreadBuffers& tb = *predict_buffers_[omp_get_thread_num()];
+      const float* xs = x + (per_seed ? size_t(s) * N * L : 0) + size_t(r0) * L;
+      convbase_forward(shape_, params_.data() + size_t(s) * P_, xs, n, logits + (size_t(s) * N + r0) * K, tb.ws);
+    }
+  }
+
+ private:
+  void require_reset() const {
+    if (S_ == 0) throw std::logic_error("cpu backend: reset() must come first");
+  }
+  // One buffer set per thread, for batches of up to B samples.
+  void ensure_buffers(std::vector<std::unique_ptr<ThreadBuffers>>& buffers, int B) {
+    if (!buffers.empty() && buffers[0]->ws.max_batch >= B) return;
+    buffers.clear();
+    for (int i = 0; i < threads_; ++i) buffers.push_back(std::make_unique<ThreadBuffers>(shape_, B));
+  }
+
+  int threads_;
+  ConvBaseShape shape_;
+  int S_ = 0, N_ = 0, step_ = 0;
+  size_t P_ = 0;
+  AdamConfig adam_;
+  std::vector<float> params_, m_, v_;  // (S, P) each
+  std::vector<float> x_;               // (S, N, L)
+  std::vector<int32_t> labels_;        // (N)
+  std::vector<std::unique_ptr<ThreadBuffers>> train_buffers_, predict_buffers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
+  if (name == "cpu") return std::make_unique<CpuBackend>(threads);
+  if (name == "cuda" || name == "cudnn")
+#ifdef SB_HAVE_CUDA_COMPILER
+    throw std::runtime_error("backend '" + name + "' is not available yet in this build");
+#else
+    throw std::runtime_error("backend '" + name +
+                             "' is not available: this build has no CUDA support (rebuild with a CUDA compiler)");
+#endif
+  throw std::runtime_error("unknown backend '" + name + "' (known: cpu, cuda, cudnn)");
+}
+
+std::vector<std::string> known_backends() { return {"cpu", "cuda", "cudnn"}; }
+
+int cuda_device_count() { return 0; }  // the CUDA backend (issue 3) replaces this with a runtime query
+
+}  // namespace sb
