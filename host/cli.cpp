@@ -1,0 +1,215 @@
+#include "cli.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+#include "backend.h"
+#include "data.h"
+#include "npy.h"
+#include "report.h"
+#include "study.h"
+
+namespace sb {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// Options shared by the main command and `dataset`: what the spurious transform does.
+struct SpuriousFlags {
+  std::string noise_draw = "class";
+  void add(CLI::App& app, SpuriousConfig& sp) {
+    app.add_option("--p", sp.p, "Fraction of each class that gets the planted feature, in [0, 1]")
+        ->capture_default_str();
+    app.add_option("--noise-mean", sp.mean, "Mean of the truncated normal noise (>= 0 part kept)")
+        ->capture_default_str();
+    app.add_option("--noise-sd", sp.sd, "Standard deviation of the truncated normal noise")->capture_default_str();
+    app.add_option("--block-stride", sp.stride, "Block of class k starts at feature k*stride")->capture_default_str();
+    app.add_option("--block-width", sp.width, "Features per block (clipped at the sequence end)")
+        ->capture_default_str();
+    app.add_option("--noise-draw", noise_draw,
+                   "class: one value per class and seed; sample: one per planted sample; element: one per feature")
+        ->capture_default_str();
+  }
+};
+
+void print_progress(const std::string& method, int step, int steps, double clean, double loss, double rate) {
+  std::fprintf(stderr, "[%s] step %d/%d  train loss %.4f  clean test acc %.4f  %.0f seed-steps/s\n", method.c_str(),
+               step, steps, loss, clean, rate);
+  std::fflush(stderr);
+}
+
+int run_main(StudyConfig& cfg, const std::string& backend_name, int threads, const std::string& data_dir,
+             const std::string& out_json, const std::string& out_csv, bool quiet) {
+  Dataset data = load_dataset(data_dir);
+  validate(cfg, data);
+  if (!out_json.empty()) check_writable(out_json);
+  if (!out_csv.empty()) check_writable(out_csv);
+  std::unique_ptr<Backend> backend = make_backend(backend_name, threads);
+
+  if (!quiet)
+    std::fprintf(stderr, "bench_spurious: %d seeds x %d steps, methods %s, p %.3g, C %d, backend %s (%s, %d threads)\n",
+                 cfg.seeds, cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p, cfg.channels,
+                 backend->name().c_str(), backend->device().c_str(), backend->threads());
+  StudyResult result = run_study(cfg, data, *backend, quiet ? ProgressFn{} : ProgressFn{print_progress});
+
+  std::cout << summary_table(cfg, result);
+  for (const auto& m : cfg.methods) {
+    const MethodTiming& t = result.timing.at(m);
+    std::printf("timing %-9s wall %.2f s  train %.2f s  %.0f seed-steps/s  %.4f s/epoch\n", m.c_str(), t.wall_s,
+                t.train_s, t.seed_steps_per_s, t.epoch_s);
+  }
+  RunEnvironment env{backend->name(), backend->device(), backend->threads()};
+  if (!out_json.empty()) write_file_atomic(out_json, results_json(cfg, data, env, result).dump(1) + "\n");
+  if (!out_csv.empty()) write_file_atomic(out_csv, results_csv(result));
+  return 0;
+}
+
+// Writes every array into a staging folder, then moves them into place, so a failure leaves no partial set.
+int run_dataset(StudyConfig& cfg, uint32_t seed_index, const std::string& data_dir, const std::string& out_dir) {
+  Dataset data = load_dataset(data_dir);
+  validate(cfg.spurious, data.length);
+  SeedData sd = make_seed_data(cfg, data, seed_index);
+
+  fs::path out(out_dir);
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw std::runtime_error("cannot write " + out_dir + ": it exists and is not a folder");
+  fs::path staging = fs::path(out_dir + ".tmp." + std::to_string(::getpid()));
+  if (!fs::create_directories(staging, ec) && ec)
+    throw std::runtime_error("cannot write " + out_dir + ": " + ec.message());
+  try {
+    const size_t N = data.n_train, NT = data.n_test, L = data.length;
+    write_npy((staging / "x_train.npy").string(), sd.train.data(), {N, L});
+    write_npy((staging / "y_train.npy").string(), data.y_train.data(), {N});
+    write_npy((staging / "planted_train.npy").string(), sd.planted_train.data(), {N});
+    write_npy((staging / "x_test_clean.npy").string(), data.x_test.data(), {NT, L});
+    write_npy((staging / "x_test_aligned.npy").string(), sd.test_aligned.data(), {NT, L});
+    write_npy((staging / "x_test_conflicting.npy").string(), sd.test_conflicting.data(), {NT, L});
+    write_npy((staging / "planted_test_conflicting.npy").string(), sd.planted_conflicting.data(), {NT});
+    write_npy((staging / "y_test.npy").string(), data.y_test.data(), {NT});
+    nlohmann::json meta = {{"schema", "spurious-bench/dataset/v1"},
+                           {"seed", cfg.seed},
+                           {"seed_index", seed_index},
+                           {"p", cfg.spurious.p},
+                           {"noise_mean", cfg.spurious.mean},
+                           {"noise_sd", cfg.spurious.sd},
+                           {"block_stride", cfg.spurious.stride},
+                           {"block_width", cfg.spurious.width},
+                           {"noise_draw", to_string(cfg.spurious.draw)},
+                           {"class_noise_values", class_noise_values(cfg.spurious, cfg.seed, seed_index)},
+                           {"data_source", data.source},
+                           {"files",
+                            {{"x_train.npy", "D_sp training inputs (float32, N x L)"},
+                             {"y_train.npy", "training labels (int32)"},
+                             {"planted_train.npy", "class whose block was planted in each training sample, -1 if none"},
+                             {"x_test_clean.npy", "clean test inputs"},
+                             {"x_test_aligned.npy", "test inputs with the training transform at p = 1"},
+                             {"x_test_conflicting.npy", "test inputs with another class's block planted"},
+                             {"planted_test_conflicting.npy", "class whose block was planted in each conflicting sample"},
+                             {"y_test.npy", "test labels (int32)"}}}};
+    write_file_atomic((staging / "dataset.json").string(), meta.dump(1) + "\n");
+    fs::create_directories(out, ec);
+    if (ec) throw std::runtime_error("cannot write " + out_dir + ": " + ec.message());
+    for (const auto& entry : fs::directory_iterator(staging)) fs::rename(entry.path(), out / entry.path().filename());
+    fs::remove(staging);
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  std::printf("wrote D_sp of seed index %u (base seed %llu, p %.3g) to %s\n", seed_index,
+              static_cast<unsigned long long>(cfg.seed), cfg.spurious.p, out_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{
+      "spurious-bench: trains many seeds of the MNIST-1D CNN at once on data with a planted spurious feature and "
+      "reports accuracy and worst-group accuracy per method and test set (clean, aligned, conflicting)."};
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+
+  StudyConfig cfg;
+  SpuriousFlags spurious_flags;
+  std::string methods = "erm-base,erm", backend = "cpu", data_dir, out_json, out_csv;
+  int threads = 0;
+  bool quiet = false;
+  app.add_option("--seeds", cfg.seeds, "Number of seeds trained in parallel")->capture_default_str();
+  app.add_option("--steps", cfg.steps, "Training steps per seed")->capture_default_str();
+  spurious_flags.add(app, cfg.spurious);
+  app.add_option("--methods", methods, "Comma-separated methods: erm-base (ERM on D_base), erm (ERM on D_sp)")
+      ->capture_default_str();
+  app.add_option("--channels", cfg.channels, "Channels C of the ConvBase conv layers")->capture_default_str();
+  app.add_option("--lr", cfg.lr, "Adam learning rate")->capture_default_str();
+  app.add_option("--batch", cfg.batch, "Batch size")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "Base seed of every random stream")->capture_default_str();
+  app.add_option("--eval-every", cfg.eval_every, "Evaluate (and record curves) every N steps")->capture_default_str();
+  app.add_flag("--fixed-order", cfg.fixed_order, "Use the reference's fixed batch order instead of reshuffling");
+  app.add_option("--threads", threads, "CPU threads (0 = all)")->capture_default_str();
+  app.add_option("--backend", backend, "Backend: cpu, cuda, cudnn")->capture_default_str();
+  app.add_option("--data", data_dir,
+                 "Folder with x_train.f32, y_train.i32, x_test.f32, y_test.i32 (default: the embedded MNIST-1D)");
+  app.add_option("--out", out_json, "Write results JSON here (written atomically)");
+  app.add_option("--csv", out_csv, "Write per-seed final metrics CSV here (written atomically)");
+  app.add_flag("-q,--quiet", quiet, "No progress on stderr");
+
+  CLI::App* dataset = app.add_subcommand(
+      "dataset", "Write the exact D_sp training set and the three test sets one seed sees, as .npy files");
+  StudyConfig ds_cfg;
+  SpuriousFlags ds_flags;
+  uint32_t seed_index = 0;
+  std::string ds_out, ds_data;
+  ds_flags.add(*dataset, ds_cfg.spurious);
+  dataset->add_option("--seed", ds_cfg.seed, "Base seed")->capture_default_str();
+  dataset->add_option("--seed-index", seed_index, "Seed index within the run")->capture_default_str();
+  dataset->add_option("--data", ds_data, "Input folder (default: the embedded MNIST-1D)");
+  dataset->add_option("--out", ds_out, "Output folder")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "bench_spurious: error: %s (see --help)\n", e.what());
+    return 2;
+  }
+
+  try {
+    if (dataset->parsed()) {
+      ds_cfg.spurious.draw = parse_noise_draw(ds_flags.noise_draw);
+      return run_dataset(ds_cfg, seed_index, ds_data, ds_out);
+    }
+    cfg.spurious.draw = parse_noise_draw(spurious_flags.noise_draw);
+    cfg.methods = split_list(methods);
+    if (threads < 0) throw std::invalid_argument("--threads must be 0 (all) or a positive integer");
+    return run_main(cfg, backend, threads, data_dir, out_json, out_csv, quiet);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace sb

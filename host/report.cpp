@@ -1,0 +1,207 @@
+#include "report.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace sb {
+namespace {
+
+using nlohmann::json;
+
+json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json set_metrics_json(const SetMetrics& m) {
+  json per_group = json::array();
+  for (double a : m.per_group_accuracy) per_group.push_back(finite_or_null(a));
+  return {{"accuracy", m.accuracy},
+          {"worst_group_accuracy", m.worst_group_accuracy},
+          {"per_group_accuracy", per_group},
+          {"loss", finite_or_null(m.loss)}};
+}
+
+json stats_json(const SeedStats& s) {
+  return {{"mean", s.mean}, {"std", s.std},       {"min", s.min},
+          {"max", s.max},   {"median", s.median}, {"ci95", {s.ci95_lo, s.ci95_hi}},
+          {"n", s.n}};
+}
+
+const char* kMetrics[] = {"accuracy", "worst_group_accuracy", "loss"};
+
+double metric_of(const SetMetrics& m, const std::string& name) {
+  if (name == "accuracy") return m.accuracy;
+  if (name == "worst_group_accuracy") return m.worst_group_accuracy;
+  return m.loss;
+}
+
+std::vector<double> values_of(const StudyResult& r, const std::string& method, const std::string& set,
+                              const std::string& metric) {
+  std::vector<double> v;
+  for (const auto& run : r.runs)
+    if (run.method == method) v.push_back(metric_of(run.metrics.at(set), metric));
+  return v;
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string temp_path_for(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+}  // namespace
+
+json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env, const StudyResult& result) {
+  json j;
+  j["schema"] = "spurious-bench/results/v1";
+  j["created"] = utc_now();
+  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
+  j["config"] = {
+      {"seeds", cfg.seeds},
+      {"steps", cfg.steps},
+      {"batch", cfg.batch},
+      {"lr", cfg.lr},
+      {"channels", cfg.channels},
+      {"parameters_per_seed", shape.num_params()},
+      {"seed", cfg.seed},
+      {"eval_every", cfg.eval_every},
+      {"batch_order", cfg.fixed_order ? "fixed" : "reshuffle-per-epoch"},
+      {"methods", cfg.methods},
+      {"optimizer", {{"name", "adam"}, {"beta1", cfg.adam.beta1}, {"beta2", cfg.adam.beta2}, {"eps", cfg.adam.eps}}},
+      {"spurious",
+       {{"p", cfg.spurious.p},
+        {"noise_mean", cfg.spurious.mean},
+        {"noise_sd", cfg.spurious.sd},
+        {"block_stride", cfg.spurious.stride},
+        {"block_width", cfg.spurious.width},
+        {"noise_draw", to_string(cfg.spurious.draw)}}},
+      {"data",
+       {{"source", data.source},
+        {"n_train", data.n_train},
+        {"n_test", data.n_test},
+        {"length", data.length},
+        {"classes", data.classes}}},
+  };
+  j["environment"] = {{"backend", env.backend},
+                      {"device", env.device},
+                      {"threads", env.threads},
+                      {"hardware_threads", std::thread::hardware_concurrency()},
+                      {"version", SB_VERSION},
+                      {"git_commit", SB_GIT_COMMIT},
+                      {"compiler", __VERSION__},
+                      {"nlohmann_json",
+                       std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) +
+                           "." + std::to_string(NLOHMANN_JSON_VERSION_PATCH)}};
+
+  json runs = json::array();
+  for (const RunRecord& r : result.runs) {
+    json rec = {{"seed_index", r.seed_index}, {"method", r.method}};
+    for (const auto& set : study_sets()) rec["metrics"][set] = set_metrics_json(r.metrics.at(set));
+    json steps = json::array();
+    json curves;
+    for (const auto& set : study_sets())
+      for (const char* m : kMetrics) curves[set][m] = json::array();
+    for (const CurvePoint& c : r.curves) {
+      steps.push_back(c.step);
+      for (const auto& set : study_sets())
+        for (const char* m : kMetrics) curves[set][m].push_back(finite_or_null(metric_of(c.sets.at(set), m)));
+    }
+    curves["step"] = steps;
+    rec["curves"] = curves;
+    runs.push_back(rec);
+  }
+  j["runs"] = runs;
+
+  json summary, timing;
+  for (const auto& method : cfg.methods) {
+    for (const auto& set : study_sets())
+      for (const char* m : kMetrics) summary[method][set][m] = stats_json(seed_stats(values_of(result, method, set, m)));
+    const MethodTiming& t = result.timing.at(method);
+    timing[method] = {{"wall_s", t.wall_s},
+                      {"train_s", t.train_s},
+                      {"eval_s", t.eval_s},
+                      {"seed_steps_per_s", t.seed_steps_per_s},
+                      {"epoch_s", t.epoch_s}};
+  }
+  j["summary"] = summary;
+  j["timing"] = timing;
+  return j;
+}
+
+std::string results_csv(const StudyResult& result) {
+  std::ostringstream out;
+  out.precision(9);
+  out << "seed_index,method,set,accuracy,worst_group_accuracy,loss\n";
+  for (const RunRecord& r : result.runs)
+    for (const auto& set : study_sets()) {
+      const SetMetrics& m = r.metrics.at(set);
+      out << r.seed_index << ',' << r.method << ',' << set << ',' << m.accuracy << ',' << m.worst_group_accuracy << ','
+          << m.loss << '\n';
+    }
+  return out.str();
+}
+
+std::string summary_table(const StudyConfig& cfg, const StudyResult& result) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-10s %-17s %-22s %-7s %-7s   %-22s %-7s %-7s\n", "method", "set",
+                "accuracy mean ± std", "min", "max", "worst-group mean ± std", "min", "max");
+  out << line;
+  for (const auto& method : cfg.methods)
+    for (const auto& set : study_sets()) {
+      const SeedStats a = seed_stats(values_of(result, method, set, "accuracy"));
+      const SeedStats w = seed_stats(values_of(result, method, set, "worst_group_accuracy"));
+      std::snprintf(line, sizeof line, "%-10s %-17s %.4f ± %.4f        %.4f  %.4f    %.4f ± %.4f          %.4f  %.4f\n",
+                    method.c_str(), set.c_str(), a.mean, a.std, a.min, a.max, w.mean, w.std, w.min, w.max);
+      out << line;
+    }
+  return out.str();
+}
+
+void check_writable(const std::string& path) {
+  const std::string tmp = temp_path_for(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  ::close(fd);
+  ::unlink(tmp.c_str());
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  const std::string tmp = temp_path_for(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+  }
+}
+
+}  // namespace sb

@@ -1,0 +1,204 @@
+// bench_spurious end to end: bad input gets one line on stderr, a non-zero exit and no output file;
+// good input writes results that are deterministic and independent of the seed count and threads.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "backend.h"
+#include "data.h"
+#include "npy.h"
+#include "study.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out, err;
+};
+
+fs::path scratch() {
+  fs::path p = fs::temp_directory_path() / ("sb_cli_" + std::to_string(::getpid()) + "_" +
+                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  fs::create_directories(p);
+  return p;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Result run(const std::string& args) {
+  const fs::path dir = scratch();
+  const std::string cmd = std::string(SB_BENCH_SPURIOUS) + " " + args + " >" + (dir / "stdout").string() + " 2>" +
+                          (dir / "stderr").string() + " </dev/null";
+  const int rc = std::system(cmd.c_str());
+  Result r{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
+  return r;
+}
+
+void expect_clean_error(const std::string& args, const std::string& fragment) {
+  const fs::path dir = scratch();
+  const fs::path out = dir / "never.json";
+  Result r = run(args + " --out " + out.string());
+  EXPECT_NE(r.status, 0) << args;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << args << " -> " << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "not one line: " << r.err;
+  EXPECT_FALSE(fs::exists(out)) << args;
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "left behind " << e.path();
+  fs::remove_all(dir);
+}
+
+json run_json(const std::string& args) {
+  const fs::path dir = scratch();
+  Result r = run(args + " --quiet --out " + (dir / "r.json").string());
+  EXPECT_EQ(r.status, 0) << r.err;
+  json j = json::parse(slurp(dir / "r.json"));
+  fs::remove_all(dir);
+  return j;
+}
+
+// The final metrics of (method, seed_index) as a comparable string.
+std::string metrics_of(const json& j, const std::string& method, int seed_index) {
+  for (const auto& r : j["runs"])
+    if (r["method"] == method && r["seed_index"] == seed_index) return r["metrics"].dump() + r["curves"].dump();
+  return "missing";
+}
+
+const std::string kSmall = "--steps 60 --eval-every 30 --batch 50";
+
+}  // namespace
+
+TEST(Cli, HelpListsTheFlags) {
+  Result r = run("--help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* flag : {"--seeds", "--steps", "--p", "--methods", "--channels", "--lr", "--batch", "--seed",
+                           "--threads", "--backend", "--data", "--out", "--csv", "dataset"})
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+}
+
+TEST(Cli, BadInputIsOneLineAndNoFile) {
+  expect_clean_error("--seeds 0", "--seeds");
+  expect_clean_error("--seeds -3", "--seeds");
+  expect_clean_error("--seeds abc", "--seeds");
+  expect_clean_error("--steps 0", "--steps");
+  expect_clean_error("--batch -1", "--batch");
+  expect_clean_error("--channels 0", "--channels");
+  expect_clean_error("--threads -2", "--threads");
+  expect_clean_error("--p 1.5", "p");
+  expect_clean_error("--p -0.1", "p");
+  expect_clean_error("--p nan", "p");
+  expect_clean_error("--lr 0", "--lr");
+  expect_clean_error("--methods erm,bogus", "unknown method 'bogus'");
+  expect_clean_error("--backend tpu", "unknown backend 'tpu'");
+  expect_clean_error("--noise-draw everything", "everything");
+  expect_clean_error("--data /nonexistent/folder", "/nonexistent/folder");
+  expect_clean_error("--no-such-flag", "no-such-flag");
+  expect_clean_error("--batch 5000", "larger than the training set");
+}
+
+TEST(Cli, CudaBackendWithoutCuda) {
+  if (sb::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present: the CUDA backend tests cover --backend cuda";
+  expect_clean_error("--backend cuda", "cuda");
+}
+
+TEST(Cli, UnwritableOutputFailsBeforeTraining) {
+  Result r = run("--seeds 1 --steps 1 --out /nonexistent/dir/r.json");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("cannot write /nonexistent/dir/r.json"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");  // no summary: it stopped before training
+}
+
+TEST(Cli, CorruptDataIsRejected) {
+  const fs::path dir = scratch() / "data";
+  fs::create_directories(dir);
+  const std::string src = std::string(SB_SOURCE_DIR) + "/data/mnist1d/";
+  for (const char* n : {"x_train.f32", "y_train.i32", "x_test.f32", "y_test.i32", "SHA256SUMS"}) fs::copy_file(src + n, dir / n);
+  fs::resize_file(dir / "x_train.f32", 640000 - 160);  // one sample short
+  expect_clean_error("--data " + dir.string(), "x_train.f32");
+  fs::remove_all(dir.parent_path());
+}
+
+TEST(Cli, ResultsJsonHasTheSchema) {
+  const fs::path dir = scratch();
+  Result r = run("--seeds 2 " + kSmall + " --out " + (dir / "r.json").string() + " --csv " + (dir / "r.csv").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("test_conflicting"), std::string::npos);  // summary table on stdout
+  EXPECT_NE(r.err.find("step 60/60"), std::string::npos);         // progress on stderr
+  json j = json::parse(slurp(dir / "r.json"));
+  EXPECT_EQ(j["schema"], "spurious-bench/results/v1");
+  EXPECT_EQ(j["config"]["seeds"], 2);
+  EXPECT_EQ(j["config"]["spurious"]["p"], 0.9);
+  EXPECT_EQ(j["environment"]["backend"], "cpu");
+  ASSERT_EQ(j["runs"].size(), 4u);  // 2 seeds x {erm-base, erm}
+  for (const auto& run : j["runs"]) {
+    for (const char* set : {"train", "test_clean", "test_aligned", "test_conflicting"}) {
+      const auto& m = run["metrics"][set];
+      EXPECT_GE(m["accuracy"].get<double>(), 0.0);
+      EXPECT_LE(m["accuracy"].get<double>(), 1.0);
+      EXPECT_LE(m["worst_group_accuracy"].get<double>(), m["accuracy"].get<double>());
+      EXPECT_EQ(m["per_group_accuracy"].size(), 10u);
+      EXPECT_TRUE(m["loss"].is_number());
+    }
+    EXPECT_EQ(run["curves"]["step"], json({30, 60}));
+  }
+  for (const char* method : {"erm-base", "erm"}) {
+    const auto& s = j["summary"][method]["test_clean"]["accuracy"];
+    for (const char* k : {"mean", "std", "min", "max", "median", "ci95"}) EXPECT_TRUE(s.contains(k)) << k;
+    EXPECT_GT(j["timing"][method]["seed_steps_per_s"].get<double>(), 0.0);
+    EXPECT_GT(j["timing"][method]["epoch_s"].get<double>(), 0.0);
+  }
+  const std::string csv = slurp(dir / "r.csv");
+  EXPECT_EQ(csv.rfind("seed_index,method,set,accuracy,worst_group_accuracy,loss\n", 0), 0u);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 4 * 4);
+  fs::remove_all(dir);
+}
+
+TEST(Cli, SameCommandTwiceGivesIdenticalNumbers) {
+  json a = run_json("--seeds 3 " + kSmall), b = run_json("--seeds 3 " + kSmall);
+  for (const char* method : {"erm-base", "erm"})
+    for (int s = 0; s < 3; ++s) EXPECT_EQ(metrics_of(a, method, s), metrics_of(b, method, s));
+}
+
+TEST(Cli, SeedResultsDoNotDependOnSeedCountOrThreads) {
+  json two = run_json("--seeds 2 --threads 1 " + kSmall), eight = run_json("--seeds 8 --threads 2 " + kSmall);
+  for (const char* method : {"erm-base", "erm"})
+    for (int s = 0; s < 2; ++s) {
+      EXPECT_EQ(metrics_of(two, method, s), metrics_of(eight, method, s)) << method << " seed " << s;
+      EXPECT_NE(metrics_of(two, method, s), "missing");
+    }
+  EXPECT_NE(metrics_of(eight, "erm", 0), metrics_of(eight, "erm", 1));  // seeds differ from each other
+}
+
+TEST(Cli, DatasetWritesWhatTheSeedTrainsOn) {
+  const fs::path dir = scratch() / "ds";
+  Result r = run("dataset --p 0.5 --seed 7 --seed-index 3 --out " + dir.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  sb::StudyConfig cfg;
+  cfg.seed = 7;
+  cfg.spurious.p = 0.5;
+  sb::Dataset data = sb::load_embedded_mnist1d();
+  sb::SeedData sd = sb::make_seed_data(cfg, data, 3);
+  auto x = sb::read_npy_float((dir / "x_train.npy").string());
+  EXPECT_EQ(x.shape, (std::vector<size_t>{4000, 40}));
+  EXPECT_EQ(x.data, sd.train);
+  EXPECT_EQ(sb::read_npy_float((dir / "x_test_conflicting.npy").string()).data, sd.test_conflicting);
+  EXPECT_EQ(sb::read_npy_float((dir / "x_test_aligned.npy").string()).data, sd.test_aligned);
+  EXPECT_EQ(sb::read_npy_int32((dir / "y_train.npy").string()).data, data.y_train);
+  EXPECT_TRUE(fs::exists(dir / "dataset.json"));
+  Result bad = run("dataset --p 2 --out " + (dir.parent_path() / "bad").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_FALSE(fs::exists(dir.parent_path() / "bad"));
+  fs::remove_all(dir.parent_path());
+}
