@@ -7,16 +7,26 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include "sb_git_commit.h"  // generated at build time
+
 namespace sb {
 namespace {
 
 using nlohmann::json;
+
+// A float setting as the decimal the user typed (0.01, not 0.009999999776).
+json setting(float f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", f);
+  return std::strtod(buf, nullptr);
+}
 
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
@@ -71,18 +81,18 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
       {"seeds", cfg.seeds},
       {"steps", cfg.steps},
       {"batch", cfg.batch},
-      {"lr", cfg.lr},
+      {"lr", setting(cfg.lr)},
       {"channels", cfg.channels},
       {"parameters_per_seed", shape.num_params()},
       {"seed", cfg.seed},
       {"eval_every", cfg.eval_every},
       {"batch_order", cfg.fixed_order ? "fixed" : "reshuffle-per-epoch"},
       {"methods", cfg.methods},
-      {"optimizer", {{"name", "adam"}, {"beta1", cfg.adam.beta1}, {"beta2", cfg.adam.beta2}, {"eps", cfg.adam.eps}}},
+      {"optimizer", {{"name", "adam"}, {"beta1", setting(cfg.adam.beta1)}, {"beta2", setting(cfg.adam.beta2)}, {"eps", setting(cfg.adam.eps)}}},
       {"spurious",
-       {{"p", cfg.spurious.p},
-        {"noise_mean", cfg.spurious.mean},
-        {"noise_sd", cfg.spurious.sd},
+       {{"p", setting(cfg.spurious.p)},
+        {"noise_mean", setting(cfg.spurious.mean)},
+        {"noise_sd", setting(cfg.spurious.sd)},
         {"block_stride", cfg.spurious.stride},
         {"block_width", cfg.spurious.width},
         {"noise_draw", to_string(cfg.spurious.draw)}}},
@@ -99,7 +109,13 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
                       {"hardware_threads", std::thread::hardware_concurrency()},
                       {"version", SB_VERSION},
                       {"git_commit", SB_GIT_COMMIT},
-                      {"compiler", __VERSION__},
+                      {"compiler",
+#ifdef __clang__
+                       "clang " __clang_version__
+#else
+                       "gcc " __VERSION__
+#endif
+                      },
                       {"nlohmann_json",
                        std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) +
                            "." + std::to_string(NLOHMANN_JSON_VERSION_PATCH)}};
