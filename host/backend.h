@@ -33,6 +33,12 @@ class Backend {
 
   // logits (S, N, classes) for x = (S, N, L) if per_seed, else (N, L) shared by all seeds.
   virtual void predict(const float* x, int N, bool per_seed, float* logits) = 0;
+
+  // Head inputs z (S, N, feature_dim) in PyTorch flatten order, for x as in predict (DFR and AFR refit on them).
+  virtual void features(const float* x, int N, bool per_seed, float* z) = 0;
+
+  // Saliency |d logit_{labels[i]} / d x_i| per input feature: sal (S, N, L); labels (N) shared by the seeds.
+  virtual void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) = 0;
 };
 
 // "cpu" (always), "cuda"/"cudnn" when built and a device is present. Throws std::runtime_error otherwise.

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
@@ -109,25 +110,54 @@ class CpuBackend final : public Backend {
   }
 
   void predict(const float* x, int N, bool per_seed, float* logits) override {
+    const int K = shape_.classes;
+    for_each_chunk(x, N, per_seed, [&](int s, int r0, int n, const float* xs, ThreadBuffers& tb) {
+      convbase_forward(shape_, params_.data() + size_t(s) * P_, xs, n, logits + (size_t(s) * N + r0) * K, tb.ws);
+    });
+  }
+
+  void features(const float* x, int N, bool per_seed, float* z) override {
+    const int F = shape_.feature_dim();
+    for_each_chunk(x, N, per_seed, [&](int s, int r0, int n, const float* xs, ThreadBuffers& tb) {
+      convbase_forward(shape_, params_.data() + size_t(s) * P_, xs, n, tb.logits.data(), tb.ws,
+                       z + (size_t(s) * N + r0) * F);
+    });
+  }
+
+  void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) override {
+    const int K = shape_.classes, L = shape_.length;
+    for_each_chunk(x, N, per_seed, [&](int s, int r0, int n, const float* xs, ThreadBuffers& tb) {
+      const float* p = params_.data() + size_t(s) * P_;
+      convbase_forward(shape_, p, xs, n, tb.logits.data(), tb.ws);
+      std::fill(tb.dlogits.begin(), tb.dlogits.begin() + size_t(n) * K, 0.0f);
+      for (int i = 0; i < n; ++i) tb.dlogits[size_t(i) * K + labels[r0 + i]] = 1.0f;  // d logit_y
+      float* out = sal + (size_t(s) * N + r0) * L;
+      convbase_backward(shape_, p, xs, tb.dlogits.data(), n, tb.grads.data(), tb.ws, out);
+      for (size_t i = 0; i < size_t(n) * L; ++i) out[i] = std::fabs(out[i]);
+    });
+  }
+
+ private:
+  // Runs fn(seed, first row, rows, x of those rows, thread buffers) over (seed, chunk) pairs in parallel.
+  // Chunks bound the workspace (about C x 512 floats per activation row); a sample's outputs do not
+  // depend on the chunk it is in, so the pairs can run in any order on any thread.
+  template <class Fn>
+  void for_each_chunk(const float* x, int N, bool per_seed, Fn fn) {
     require_reset();
     if (N < 1) return;
-    // Chunks bound the workspace (about C x 512 floats per activation row); a sample's logits do not
-    // depend on the chunk it is in, so (seed, chunk) pairs can run in any order on any thread.
     const int chunk = std::clamp(12800 / shape_.channels, 16, 512);
     const int chunks = (N + chunk - 1) / chunk;
     ensure_buffers(predict_buffers_, std::min(chunk, N));
-    const int L = shape_.length, K = shape_.classes;
+    const int L = shape_.length;
     const long tasks = long(S_) * chunks;
 #pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
     for (long task = 0; task < tasks; ++task) {
       const int s = int(task / chunks), r0 = int(task % chunks) * chunk, n = std::min(chunk, N - r0);
-      ThreadBuffers& tb = *predict_buffers_[omp_get_thread_num()];
       const float* xs = x + (per_seed ? size_t(s) * N * L : 0) + size_t(r0) * L;
-      convbase_forward(shape_, params_.data() + size_t(s) * P_, xs, n, logits + (size_t(s) * N + r0) * K, tb.ws);
+      fn(s, r0, n, xs, *predict_buffers_[omp_get_thread_num()]);
     }
   }
 
- private:
   void require_reset() const {
     if (S_ == 0) throw std::logic_error("cpu backend: reset() must come first");
   }

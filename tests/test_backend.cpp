@@ -1,0 +1,100 @@
+// The backend's features and saliency against the model they come from.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "backend.h"
+#include "convbase.h"
+#include "philox.h"
+
+namespace {
+
+using namespace sb;
+
+struct Fixture {
+  ConvBaseShape shape{6, 40, 10};
+  int S = 3, N = 37;
+  std::vector<float> params, x;
+  std::vector<int32_t> y;
+  Fixture() {
+    const size_t P = shape.num_params();
+    params.resize(S * P);
+    for (int s = 0; s < S; ++s) convbase_init(shape, 11, s, params.data() + s * P);
+    RngStream rng(5, 0, Purpose::init_weights, 99);
+    x.resize(size_t(S) * N * shape.length);
+    for (float& v : x) v = float(rng.normal());
+    for (int i = 0; i < N; ++i) y.push_back(int32_t(rng.below(10)));
+  }
+};
+
+TEST(Backend, FeaturesThroughTheHeadGiveTheLogits) {
+  Fixture f;
+  auto be = make_backend("cpu", 2);
+  be->reset(f.shape, f.S, f.params.data(), AdamConfig{});
+  const int F = f.shape.feature_dim(), K = f.shape.classes;
+  std::vector<float> z(size_t(f.S) * f.N * F), logits(size_t(f.S) * f.N * K);
+  be->features(f.x.data(), f.N, true, z.data());
+  be->predict(f.x.data(), f.N, true, logits.data());
+  const size_t P = f.shape.num_params();
+  for (int s = 0; s < f.S; ++s) {
+    const float* W = f.params.data() + s * P + f.shape.off_wh();
+    const float* b = f.params.data() + s * P + f.shape.off_bh();
+    for (int i = 0; i < f.N; ++i) {
+      const float* zi = z.data() + (size_t(s) * f.N + i) * F;
+      for (int k = 0; k < F; ++k) ASSERT_GE(zi[k], 0.0f);  // post-ReLU
+      for (int j = 0; j < K; ++j) {
+        double acc = b[j];
+        for (int k = 0; k < F; ++k) acc += double(W[size_t(j) * F + k]) * zi[k];
+        EXPECT_NEAR(acc, logits[(size_t(s) * f.N + i) * K + j], 1e-4 * (1 + std::fabs(acc)));
+      }
+    }
+  }
+}
+
+TEST(Backend, SaliencyMatchesFiniteDifferencesOfTheTrueLogit) {
+  Fixture f;
+  auto be = make_backend("cpu", 2);
+  be->reset(f.shape, f.S, f.params.data(), AdamConfig{});
+  const int L = f.shape.length, K = f.shape.classes;
+  std::vector<float> sal(size_t(f.S) * f.N * L);
+  be->saliency(f.x.data(), f.y.data(), f.N, true, sal.data());
+  ConvBaseWorkspace ws(f.shape, 1);
+  std::vector<float> logit(K);
+  const size_t P = f.shape.num_params();
+  int checked = 0;
+  for (int s = 0; s < f.S; ++s)
+    for (int i = 0; i < f.N; i += 6)
+      for (int p = 0; p < L; p += 3) {
+        std::vector<float> xi(f.x.begin() + (size_t(s) * f.N + i) * L, f.x.begin() + (size_t(s) * f.N + i + 1) * L);
+        auto logit_y = [&](float delta) {
+          std::vector<float> xx = xi;
+          xx[p] += delta;
+          convbase_forward(f.shape, f.params.data() + s * P, xx.data(), 1, logit.data(), ws);
+          return double(logit[f.y[i]]);
+        };
+        // Two step sizes: a ReLU kink inside one of them spoils that difference, rarely both.
+        auto fd = [&](double h) { return std::fabs((logit_y(float(h)) - logit_y(float(-h))) / (2 * h)); };
+        const double got = sal[(size_t(s) * f.N + i) * L + p], fd1 = fd(1e-2), fd2 = fd(2e-3);
+        ASSERT_FALSE(std::isnan(got));
+        const bool ok = std::fabs(got - fd1) <= 1e-3 + 2e-2 * fd1 || std::fabs(got - fd2) <= 3e-3 + 2e-2 * fd2;
+        EXPECT_TRUE(ok) << "seed " << s << " sample " << i << " feature " << p << ": " << got << " vs " << fd1 << ", " << fd2;
+        ++checked;
+      }
+  EXPECT_GT(checked, 100);
+}
+
+TEST(Backend, SharedInputsEqualPerSeedCopies) {
+  Fixture f;
+  auto be = make_backend("cpu", 2);
+  be->reset(f.shape, f.S, f.params.data(), AdamConfig{});
+  const int L = f.shape.length;
+  std::vector<float> copies(size_t(f.S) * f.N * L);
+  for (int s = 0; s < f.S; ++s) std::copy(f.x.begin(), f.x.begin() + size_t(f.N) * L, copies.begin() + size_t(s) * f.N * L);
+  std::vector<float> a(size_t(f.S) * f.N * L), b(a.size());
+  be->saliency(f.x.data(), f.y.data(), f.N, false, a.data());
+  be->saliency(copies.data(), f.y.data(), f.N, true, b.data());
+  EXPECT_EQ(a, b);
+}
+
+}  // namespace
