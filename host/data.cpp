@@ -5,11 +5,14 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <sstream>
 #include <stdexcept>
+
+#include "npy.h"
 
 extern "C" {
 extern const unsigned char sb_embedded_x_train_f32[], sb_embedded_x_train_f32_end[];
@@ -126,7 +129,60 @@ Dataset load_embedded_mnist1d() {
   return assemble("embedded", kCanonicalLength, xtr, ytr, xte, yte);
 }
 
+Dataset load_npy_dir(const std::string& dir) {
+  const std::string p = dir + "/";
+  NpyData<float> xtr = read_npy_float(p + "x_train.npy"), xte = read_npy_float(p + "x_test.npy");
+  NpyData<int32_t> ytr = read_npy_int32(p + "y_train.npy"), yte = read_npy_int32(p + "y_test.npy");
+  auto fail = [&](const std::string& m) { throw std::runtime_error("data: " + p + m); };
+  auto shape_str = [](const std::vector<size_t>& s) {
+    std::string out = "(";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + ")";
+  };
+  if (xtr.shape.size() != 2) fail("x_train.npy has shape " + shape_str(xtr.shape) + ", expected (samples, length)");
+  if (xte.shape.size() != 2) fail("x_test.npy has shape " + shape_str(xte.shape) + ", expected (samples, length)");
+  if (ytr.shape.size() != 1) fail("y_train.npy has shape " + shape_str(ytr.shape) + ", expected (samples,)");
+  if (yte.shape.size() != 1) fail("y_test.npy has shape " + shape_str(yte.shape) + ", expected (samples,)");
+  if (xtr.shape[1] != xte.shape[1])
+    fail("x_train.npy has length " + std::to_string(xtr.shape[1]) + " but x_test.npy has length " +
+         std::to_string(xte.shape[1]));
+  if (xtr.shape[0] != ytr.shape[0])
+    fail("x_train.npy holds " + std::to_string(xtr.shape[0]) + " samples but y_train.npy holds " +
+         std::to_string(ytr.shape[0]) + " labels");
+  if (xte.shape[0] != yte.shape[0])
+    fail("x_test.npy holds " + std::to_string(xte.shape[0]) + " samples but y_test.npy holds " +
+         std::to_string(yte.shape[0]) + " labels");
+  if (xtr.shape[0] == 0 || xte.shape[0] == 0 || xtr.shape[1] == 0) fail("x_train.npy or x_test.npy is empty");
+  if (xtr.shape[0] > size_t(INT32_MAX) || xte.shape[0] > size_t(INT32_MAX) || xtr.shape[1] > size_t(INT32_MAX))
+    fail("x_train.npy or x_test.npy is too large");
+
+  Dataset d;
+  d.source = dir;
+  d.length = int(xtr.shape[1]);
+  d.n_train = int(xtr.shape[0]);
+  d.n_test = int(xte.shape[0]);
+  d.x_train = std::move(xtr.data);
+  d.x_test = std::move(xte.data);
+  d.y_train = std::move(ytr.data);
+  d.y_test = std::move(yte.data);
+  auto check_labels = [&](const std::vector<int32_t>& y, const char* name) {
+    for (size_t i = 0; i < y.size(); ++i)
+      if (y[i] < 0 || y[i] >= d.classes)
+        fail(std::string(name) + ": label " + std::to_string(y[i]) + " at row " + std::to_string(i) +
+             " is outside [0, " + std::to_string(d.classes) + ")");
+  };
+  check_labels(d.y_train, "y_train.npy");
+  check_labels(d.y_test, "y_test.npy");
+  for (float v : d.x_train)
+    if (!std::isfinite(v)) fail("x_train.npy contains a non-finite value (or one too large for float32)");
+  for (float v : d.x_test)
+    if (!std::isfinite(v)) fail("x_test.npy contains a non-finite value (or one too large for float32)");
+  return d;
+}
+
 Dataset load_mnist1d_dir(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir + "/x_train.npy", ec)) return load_npy_dir(dir);
   const char* names[] = {"x_train.f32", "y_train.i32", "x_test.f32", "y_test.i32"};
   std::map<std::string, std::string> bytes;
   for (const char* n : names) bytes[n] = read_file(dir + "/" + n);

@@ -21,11 +21,19 @@ struct Dataset {
 // Its sha256 is checked on every load, like a folder's.
 Dataset load_embedded_mnist1d();
 
-// A folder in the shipped raw layout: x_train.f32, y_train.i32, x_test.f32, y_test.i32
-// (little-endian, row-major, no header). If the folder has a SHA256SUMS file (as data/mnist1d/ does),
-// every file it lists is verified. Throws std::runtime_error naming the file for a missing, short,
-// inconsistent or corrupt file, or labels outside [0, classes).
+// A folder of MNIST-1D data: .npy files if it has x_train.npy (load_npy_dir), else the shipped raw
+// layout: x_train.f32, y_train.i32, x_test.f32, y_test.i32 (little-endian, row-major, no header).
+// If a raw folder has a SHA256SUMS file (as data/mnist1d/ does), every file it lists is verified.
+// Throws std::runtime_error naming the file for a missing, short, inconsistent or corrupt file, or
+// labels outside [0, classes).
 Dataset load_mnist1d_dir(const std::string& dir);
+
+// A folder as `bench_spurious generate` writes it: x_train.npy, x_test.npy ((N, L), float64 or float32,
+// converted to float32), y_train.npy, y_test.npy ((N,), int32 or int64). Any length L >= 1 and sample
+// count; throws std::runtime_error naming the file for a wrong shape, lengths that differ between
+// train and test, a row count that differs from the label count, a label outside [0, classes) or a
+// value that is not finite in float32.
+Dataset load_npy_dir(const std::string& dir);
 
 // "" or "embedded" -> load_embedded_mnist1d(), anything else -> load_mnist1d_dir().
 Dataset load_dataset(const std::string& dir_or_empty);

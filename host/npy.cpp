@@ -150,7 +150,14 @@ void write_npy(const std::string& path, const int32_t* data, std::vector<size_t>
   write_any(path, data, sizeof(int32_t), "<i4", shape);
 }
 
-NpyArray read_npy(const std::string& path) {
+void write_npy(const std::string& path, const double* data, std::vector<size_t> shape) {
+  write_any(path, data, sizeof(double), "<f8", shape);
+}
+
+namespace {
+
+// Header (shape and descr into a) and the raw little-endian values of a .npy file.
+std::vector<unsigned char> read_raw(const std::string& path, NpyArray& a) {
   errno = 0;
   File f(std::fopen(path.c_str(), "rb"));
   if (!f) sys_fail("cannot open", path, errno);
@@ -175,7 +182,6 @@ NpyArray read_npy(const std::string& path) {
   if (header_len > 0 && std::fread(&header[0], 1, header_len, f.get()) != header_len)
     format_fail(path, "truncated header (expected " + std::to_string(header_len) + " bytes)");
 
-  NpyArray a;
   a.descr = header_value(header, "descr", path);
   const std::string fortran = header_value(header, "fortran_order", path);
   if (fortran == "True") format_fail(path, "fortran_order True is not supported (save a C-ordered array)");
@@ -201,6 +207,15 @@ NpyArray read_npy(const std::string& path) {
   if (got != raw.size())
     format_fail(path, "truncated data: expected " + std::to_string(raw.size()) + " bytes for shape " +
                           shape_tuple(a.shape) + ", found " + std::to_string(got));
+  return raw;
+}
+
+}  // namespace
+
+NpyArray read_npy(const std::string& path) {
+  NpyArray a;
+  const std::vector<unsigned char> raw = read_raw(path, a);
+  const size_t count = a.size();
 
   if (a.descr == "<f4") {
     a.f32.resize(count);
@@ -233,6 +248,23 @@ NpyData<float> read_npy_float(const std::string& path) {
   NpyArray a = read_npy(path);
   if (!a.is_float()) format_fail(path, "dtype '" + a.descr + "' is not a float type (expected <f4 or <f8)");
   return NpyData<float>{std::move(a.shape), std::move(a.f32)};
+}
+
+NpyData<double> read_npy_double(const std::string& path) {
+  NpyArray a;
+  const std::vector<unsigned char> raw = read_raw(path, a);
+  if (!a.is_float()) format_fail(path, "dtype '" + a.descr + "' is not a float type (expected <f4 or <f8)");
+  NpyData<double> d{a.shape, std::vector<double>(a.size())};
+  for (size_t i = 0; i < d.data.size(); ++i) {
+    if (a.descr == "<f8") {
+      std::memcpy(&d.data[i], &raw[i * 8], 8);
+    } else {
+      float v;
+      std::memcpy(&v, &raw[i * 4], 4);
+      d.data[i] = v;
+    }
+  }
+  return d;
 }
 
 NpyData<int32_t> read_npy_int32(const std::string& path) {

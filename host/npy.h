@@ -1,7 +1,7 @@
 // Minimal NumPy .npy files (format spec: numpy.lib.format), so users load what spurious-bench writes
 // with a plain np.load(), and tests can read reference arrays written by NumPy.
 //
-// Writer: version 1.0, little-endian '<f4' / '<i4', C order; the header is padded with spaces and ends
+// Writer: version 1.0, little-endian '<f4' / '<f8' / '<i4', C order; the header is padded with spaces and ends
 // in '\n' so that the data starts at a multiple of 64 bytes (as NumPy itself writes it).
 // Reader: versions 1.0, 2.0 and 3.0; dtypes '<f4' and '<f8' (as float), '<i4' and '<i8' (as int32,
 // throwing if an int64 value does not fit); C order only.
@@ -17,6 +17,7 @@ namespace sb {
 // Throws std::runtime_error naming the path and the system error on failure.
 void write_npy(const std::string& path, const float* data, std::vector<size_t> shape);
 void write_npy(const std::string& path, const int32_t* data, std::vector<size_t> shape);
+void write_npy(const std::string& path, const double* data, std::vector<size_t> shape);  // '<f8'
 
 struct NpyArray {
   std::vector<size_t> shape;
@@ -45,5 +46,6 @@ struct NpyData {
 };
 NpyData<float> read_npy_float(const std::string& path);    // '<f4' or '<f8'
 NpyData<int32_t> read_npy_int32(const std::string& path);  // '<i4' or '<i8'
+NpyData<double> read_npy_double(const std::string& path);  // '<f4' or '<f8', without rounding to float
 
 }  // namespace sb
