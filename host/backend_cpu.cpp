@@ -91,7 +91,10 @@ class CpuBackend final : public Backend {
     ensure_buffers(train_buffers_, B);
     const int t = ++step_;
     const int L = shape_.length, K = shape_.classes;
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+    // Fewer seeds than threads: one seed at a time, each layer split over the threads (same numbers either way).
+    const bool by_seed = S_ >= threads_;
+    set_layer_threads(by_seed ? 1 : threads_);
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (by_seed)
     for (int s = 0; s < S_; ++s) {
       ThreadBuffers& tb = *train_buffers_[omp_get_thread_num()];
       const int32_t* rows = batch_index + size_t(s) * B;

@@ -10,6 +10,8 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -137,6 +139,21 @@ RowTables& row_tables() {
   return t;
 }
 
+std::atomic<int> g_layer_threads{1};
+
+// fn(i) for i < n, split over layer_threads() when called outside a parallel region. Every i is an
+// independent set of output rows computed by the same operations on any thread, so results never change.
+template <class Fn>
+void parallel_rows(int n, Fn fn) {
+  const int nt = omp_in_parallel() ? 1 : std::min(n, g_layer_threads.load(std::memory_order_relaxed));
+  if (nt <= 1) {
+    for (int i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int i = 0; i < n; ++i) fn(i);
+}
+
 // in has the conv input's shape, out the output's; in must carry zero pad rows when the layer reads it.
 void check_conv_views(const ActView& in, const ActView& out, int K, const char* what, bool reads_in = true) {
   constexpr int stride = ConvBaseShape::stride, pad = ConvBaseShape::pad;
@@ -182,6 +199,9 @@ void set_simd_level(SimdLevel level) {
 
 int simd_width() { return kernels().width; }
 
+void set_layer_threads(int n) { g_layer_threads.store(std::max(1, n), std::memory_order_relaxed); }
+int layer_threads() { return g_layer_threads.load(std::memory_order_relaxed); }
+
 int padded_batch(int B) {
   const int w = simd_width();
   return (B + w - 1) / w * w;
@@ -190,15 +210,15 @@ int padded_batch(int B) {
 void conv1d_forward(const float* w, const float* bias, int K, const ActView& in, const ActView& out) {
   check_conv_views(in, out, K, "conv1d_forward");
   const int cin = in.channels, cout = out.channels;
-  RowTables& t = row_tables();
-  t.resize(size_t(cin) * K);
-  GatherGemm g;
-  g.M = cout, g.nr = cin * K, g.ld = in.ld;
-  g.rows = t.rows.data(), g.wofs = t.wofs.data();
-  g.w = w, g.wm = size_t(cin) * K;  // w[co][ci][k] at co*Cin*K + ci*K + k
-  g.bias = bias;
-  g.outm = size_t(out.rows()) * out.ld;
-  for (int l = 0; l < out.length; ++l) {
+  parallel_rows(out.length, [&](int l) {
+    RowTables& t = row_tables();
+    t.resize(size_t(cin) * K);
+    GatherGemm g;
+    g.M = cout, g.nr = cin * K, g.ld = in.ld;
+    g.rows = t.rows.data(), g.wofs = t.wofs.data();
+    g.w = w, g.wm = size_t(cin) * K;  // w[co][ci][k] at co*Cin*K + ci*K + k
+    g.bias = bias;
+    g.outm = size_t(out.rows()) * out.ld;
     // Output row l reads input rows 2l + k - 1 (the pad rows give the zero padding).
     for (int ci = 0; ci < cin; ++ci)
       for (int k = 0; k < K; ++k) {
@@ -207,7 +227,18 @@ void conv1d_forward(const float* w, const float* bias, int K, const ActView& in,
       }
     g.out = out.row(0, l);
     kernels().gather_gemm(g);
-  }
+  });
+}
+
+// dot_gemm with its output rows split into blocks over the layer threads (a row's sums do not change).
+static void dot_gemm_split(const DotGemm& d) {
+  const int blocks = layer_threads() > 1 && !omp_in_parallel() ? std::min(d.M, 4 * layer_threads()) : 1;
+  parallel_rows(blocks, [&](int i) {
+    const int m0 = int(long(d.M) * i / blocks), m1 = int(long(d.M) * (i + 1) / blocks);
+    DotGemm part = d;
+    part.M = m1 - m0, part.a = d.a + size_t(m0) * d.am, part.out = d.out + size_t(m0) * d.outm;
+    if (part.M > 0) kernels().dot_gemm(part);
+  });
 }
 
 void conv1d_backward_weights(const ActView& dout, const ActView& in, int K, float* dw, float* dbias) {
@@ -222,21 +253,21 @@ void conv1d_backward_weights(const ActView& dout, const ActView& in, int K, floa
   d.a = dout.row(0, 0), d.am = size_t(dout.rows()) * dout.ld, d.al = dout.ld;
   d.b = t.rows.data(), d.bl = 2 * size_t(in.ld);  // output row l + 1 reads two input rows further
   d.out = dw, d.outm = size_t(cin) * K;
-  kernels().dot_gemm(d);
+  dot_gemm_split(d);
   kernels().row_sums(cout, dout.length, dout.row(0, 0), d.am, d.al, dout.ld, dbias);
 }
 
 void conv1d_backward_input(const float* w, int K, const ActView& dout, const ActView& din) {
   check_conv_views(din, dout, K, "conv1d_backward_input", false);  // din has the input's shape
   const int cin = din.channels, cout = dout.channels;
-  RowTables& t = row_tables();
-  t.resize(size_t(cout) * K);
-  GatherGemm g;
-  g.M = cin, g.ld = din.ld;
-  g.rows = t.rows.data(), g.wofs = t.wofs.data();
-  g.w = w, g.wm = K;  // row m = ci of w^T: w[co][ci][k] at ci*K + (co*Cin*K + k)
-  g.outm = size_t(din.rows()) * din.ld;
-  for (int p = 0; p < din.length; ++p) {
+  parallel_rows(din.length, [&](int p) {
+    RowTables& t = row_tables();
+    t.resize(size_t(cout) * K);
+    GatherGemm g;
+    g.M = cin, g.ld = din.ld;
+    g.rows = t.rows.data(), g.wofs = t.wofs.data();
+    g.w = w, g.wm = K;  // row m = ci of w^T: w[co][ci][k] at ci*K + (co*Cin*K + k)
+    g.outm = size_t(din.rows()) * din.ld;
     // Input row p is read by output row l through tap k when 2l + k - 1 = p.
     int nr = 0;
     for (int co = 0; co < cout; ++co)
@@ -250,7 +281,7 @@ void conv1d_backward_input(const float* w, int K, const ActView& dout, const Act
     g.nr = nr;
     g.out = din.row(0, p);
     kernels().gather_gemm(g);
-  }
+  });
 }
 
 void relu_forward(const ActView& a) {
@@ -286,7 +317,7 @@ void linear_backward_weights(const float* dout, const float* in, int M, int F, i
   d.a = dout, d.am = ld, d.al = 0;
   d.b = t.rows.data(), d.bl = 0;
   d.out = dw, d.outm = F;
-  kernels().dot_gemm(d);
+  dot_gemm_split(d);
   kernels().row_sums(M, 1, dout, ld, 0, ld, dbias);
 }
 

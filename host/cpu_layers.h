@@ -37,6 +37,12 @@ constexpr int kMaxSimdWidth = 16;  // floats per vector at the widest level
 int simd_width();                  // floats per vector at the current level: 16, 8 or 4
 int padded_batch(int B);           // B rounded up to a multiple of simd_width()
 
+// Threads one layer call may use when called outside an OpenMP parallel region (default 1). The CPU backend
+// raises it when it has fewer seeds than threads. Output rows are split between threads and each is computed
+// by the same operations on any thread, so results do not depend on the count.
+void set_layer_threads(int n);
+int layer_threads();
+
 // A view of activations (C, L, B) in the layout above.
 struct ActView {
   float* data = nullptr;

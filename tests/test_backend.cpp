@@ -98,3 +98,33 @@ TEST(Backend, SharedInputsEqualPerSeedCopies) {
 }
 
 }  // namespace
+
+// Fewer seeds than threads splits every layer over the threads: the numbers must not change.
+TEST(Backend, LayerThreadsGiveTheSameTraining) {
+  for (int C : {6, 40}) {
+    ConvBaseShape shape{C, 40, 10};
+    const int S = 3, N = 64, B = 20;
+    const size_t P = shape.num_params();
+    std::vector<float> params(S * P), x(size_t(S) * N * 40);
+    for (int s = 0; s < S; ++s) convbase_init(shape, 3, s, params.data() + s * P);
+    RngStream rng(8, 0, Purpose::init_weights, 7);
+    for (float& v : x) v = float(rng.normal());
+    std::vector<int32_t> y(N), rows(size_t(S) * B);
+    for (int& v : y) v = int(rng.below(10));
+    for (int32_t& r : rows) r = int32_t(rng.below(N));
+    auto train = [&](int seeds, int threads) {
+      auto be = make_backend("cpu", threads);
+      be->reset(shape, seeds, params.data(), AdamConfig{});
+      be->set_train_data(x.data(), y.data(), N);
+      std::vector<float> loss(seeds), out(seeds * P);
+      for (int step = 0; step < 3; ++step) be->train_step(rows.data(), B, 1e-2f, loss.data());
+      be->get_params(out.data());
+      out.resize(P);  // seed 0
+      return out;
+    };
+    const std::vector<float> split = train(1, 2), by_seed = train(3, 2), one = train(1, 1);
+    EXPECT_EQ(split, by_seed) << "C " << C;
+    EXPECT_EQ(split, one) << "C " << C;
+    EXPECT_NE(split, std::vector<float>(params.begin(), params.begin() + P));  // it trained
+  }
+}
