@@ -101,7 +101,7 @@ TEST(Backend, SharedInputsEqualPerSeedCopies) {
 
 // Fewer seeds than threads splits every layer over the threads: the numbers must not change.
 TEST(Backend, LayerThreadsGiveTheSameTraining) {
-  for (int C : {6, 40}) {
+  for (int C : {6, 72}) {  // below and above the width where layers split over threads
     ConvBaseShape shape{C, 40, 10};
     const int S = 3, N = 64, B = 20;
     const size_t P = shape.num_params();
