@@ -12,9 +12,11 @@
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 #include "backend.h"
 #include "data.h"
+#include "generate_cli.h"
 #include "npy.h"
 #include "report.h"
 #include "study.h"
@@ -36,9 +38,10 @@ std::vector<std::string> split_list(const std::string& s) {
 // Options shared by the main command and `dataset`: what the spurious transform does.
 struct SpuriousFlags {
   std::string noise_draw = "class";
-  void add(CLI::App& app, SpuriousConfig& sp) {
-    app.add_option("--p", sp.p, "Fraction of each class that gets the planted feature, in [0, 1]")
-        ->capture_default_str();
+  void add(CLI::App& app, SpuriousConfig& sp, bool with_p = true) {
+    if (with_p)
+      app.add_option("--p", sp.p, "Fraction of each class that gets the planted feature, in [0, 1]")
+          ->capture_default_str();
     app.add_option("--noise-mean", sp.mean, "Mean of the truncated normal noise (>= 0 part kept)")
         ->capture_default_str();
     app.add_option("--noise-sd", sp.sd, "Standard deviation of the truncated normal noise")->capture_default_str();
@@ -57,29 +60,111 @@ void print_progress(const std::string& method, int step, int steps, double clean
   std::fflush(stderr);
 }
 
-int run_main(StudyConfig& cfg, const std::string& backend_name, int threads, const std::string& data_dir,
-             const std::string& out_json, const std::string& out_csv, bool quiet) {
+void print_note(const std::string& method, const std::string& what) {
+  std::fprintf(stderr, "[%s] %s\n", method.c_str(), what.c_str());
+  std::fflush(stderr);
+}
+
+// Numbers of a comma-separated list, with the flag named in the error.
+template <class T>
+std::vector<T> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<T> out;
+  for (const std::string& item : split_list(text)) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || !std::isfinite(v))
+      throw std::invalid_argument(flag + ": '" + item + "' is not a number");
+    if (std::is_integral<T>::value && v != std::floor(v))
+      throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
+    out.push_back(T(v));
+  }
+  if (out.empty()) throw std::invalid_argument(flag + " needs at least one value");
+  return out;
+}
+
+void print_cross_seed(const StudyResult& result) {
+  std::printf("%-12s %-8s %-10s %-22s %-22s %-20s %-20s\n", "method", "underspec", "(aligned)", "disagreement clean",
+              "disagreement conflict", "beats erm (wg clean)", "shortcut reliance");
+  for (const auto& m : result.methods) {
+    const MethodCrossSeed& c = result.cross_seed.at(m);
+    auto get = [](const std::map<std::string, double>& mp, const char* k) {
+      auto it = mp.find(k);
+      return it == mp.end() ? std::nan("") : it->second;
+    };
+    double rel = 0;
+    int n = 0;
+    for (const RunRecord& r : result.runs)
+      if (r.method == m && r.shortcut_reliance.count("test_clean")) rel += r.shortcut_reliance.at("test_clean"), ++n;
+    std::printf("%-12s %-8.2f %-10.2f %-22.4f %-22.4f %-20.2f %-20.4f\n", m.c_str(),
+                get(c.underspecification, "test_conflicting"), get(c.underspecification, "test_aligned"),
+                get(c.disagreement, "test_clean"), get(c.disagreement, "test_conflicting"),
+                get(c.beats_erm_worst_group, "test_clean"), n ? rel / n : std::nan(""));
+  }
+}
+
+void print_timing(const StudyResult& result) {
+  for (const auto& m : result.methods) {
+    const MethodTiming& t = result.timing.at(m);
+    std::printf("timing %-11s wall %7.2f s", m.c_str(), t.wall_s);
+    if (t.train_s > 0) std::printf("  %.0f seed-steps/s  %.4f s/epoch", t.seed_steps_per_s, t.epoch_s);
+    std::printf("  |");
+    for (const StageTiming& st : t.stages)
+      std::printf(" %s %.2f s%s", st.name.c_str(), st.s, st.shared ? " (shared)" : "");
+    std::printf("\n");
+  }
+}
+
+int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name, int threads,
+             const std::string& data_dir, const std::string& out_json, const std::string& out_csv, bool quiet) {
   Dataset data = load_dataset(data_dir);
-  validate(cfg, data);
+  for (float p : ps) {
+    cfg.spurious.p = p;
+    validate(cfg, data);
+  }
   if (!out_json.empty()) check_writable(out_json);
   if (!out_csv.empty()) check_writable(out_csv);
   std::unique_ptr<Backend> backend = make_backend(backend_name, threads);
-
-  if (!quiet)
-    std::fprintf(stderr, "bench_spurious: %d seeds x %d steps, methods %s, p %.3g, C %d, backend %s (%s, %d threads)\n",
-                 cfg.seeds, cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p, cfg.channels,
-                 backend->name().c_str(), backend->device().c_str(), backend->threads());
-  StudyResult result = run_study(cfg, data, *backend, quiet ? ProgressFn{} : ProgressFn{print_progress});
-
-  std::cout << summary_table(cfg, result);
-  for (const auto& m : cfg.methods) {
-    const MethodTiming& t = result.timing.at(m);
-    std::printf("timing %-9s wall %.2f s  train %.2f s  %.0f seed-steps/s  %.4f s/epoch\n", m.c_str(), t.wall_s,
-                t.train_s, t.seed_steps_per_s, t.epoch_s);
-  }
   RunEnvironment env{backend->name(), backend->device(), backend->threads()};
-  if (!out_json.empty()) write_file_atomic(out_json, results_json(cfg, data, env, result).dump(1) + "\n");
-  if (!out_csv.empty()) write_file_atomic(out_csv, results_csv(result));
+
+  nlohmann::json doc, sweep = nlohmann::json::array();
+  std::string csv;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    cfg.spurious.p = ps[i];
+    if (!quiet)
+      std::fprintf(stderr, "bench_spurious: %d seeds x %d steps, methods %s, p %.3g%s, C %d, backend %s (%s, %d threads)\n",
+                   cfg.seeds, cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p,
+                   ps.size() > 1 ? (" (" + std::to_string(i + 1) + " of " + std::to_string(ps.size()) + ")").c_str() : "",
+                   cfg.channels, backend->name().c_str(), backend->device().c_str(), backend->threads());
+    StudyResult result = run_study(cfg, data, *backend, quiet ? ProgressFn{} : ProgressFn{print_progress},
+                                   quiet ? NoteFn{} : NoteFn{print_note});
+    if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
+    std::cout << summary_table(cfg, result);
+    print_cross_seed(result);
+    print_timing(result);
+    std::fflush(stdout);
+    nlohmann::json j = results_json(cfg, data, env, result);
+    csv += results_csv(result, ps[i], i == 0);
+    if (ps.size() == 1) {
+      doc = std::move(j);
+    } else {
+      if (i == 0) doc = {{"schema", j["schema"]}, {"created", j["created"]}, {"config", j["config"]}, {"environment", j["environment"]}};
+      sweep.push_back({{"p", j["config"]["spurious"]["p"]}, {"runs", j["runs"]}, {"summary", j["summary"]},
+                       {"timing", j["timing"]}, {"cross_seed", j["cross_seed"]}});
+    }
+  }
+  if (ps.size() > 1) {
+    doc["config"]["spurious"].erase("p");  // each sweep entry names its p
+    doc["config"]["spurious"]["p_sweep"] = nlohmann::json::array();
+    for (const auto& e : sweep) doc["config"]["spurious"]["p_sweep"].push_back(e["p"]);
+    doc["sweep"] = std::move(sweep);
+  }
+  if (!out_json.empty()) write_file_atomic(out_json, doc.dump(1) + "\n");
+  if (!out_csv.empty()) write_file_atomic(out_csv, csv);
   return 0;
 }
 
@@ -150,13 +235,22 @@ int run_cli(int argc, char** argv) {
 
   StudyConfig cfg;
   SpuriousFlags spurious_flags;
-  std::string methods = "erm-base,erm", backend = "cpu", data_dir, out_json, out_csv;
+  std::string methods = CLI::detail::join(cfg.methods, ","), backend = "cpu", data_dir, out_json, out_csv;
+  std::string p_list = "0.9", l1_grid = CLI::detail::join(cfg.dfr.l1_grid, ","), gammas = CLI::detail::join(cfg.afr.gammas, ","),
+              lambdas = CLI::detail::join(cfg.afr.lambdas, ","), stage1_steps;
+  bool no_saliency = false;
   int threads = 0;
   bool quiet = false;
   app.add_option("--seeds", cfg.seeds, "Number of seeds trained in parallel")->capture_default_str();
   app.add_option("--steps", cfg.steps, "Training steps per seed")->capture_default_str();
-  spurious_flags.add(app, cfg.spurious);
-  app.add_option("--methods", methods, "Comma-separated methods: erm-base (ERM on D_base), erm (ERM on D_sp)")
+  spurious_flags.add(app, cfg.spurious, false);
+  app.add_option("--p", p_list,
+                 "Fraction of each class that gets the planted feature, in [0, 1]; a comma-separated list runs a sweep")
+      ->capture_default_str();
+  app.add_option("--methods", methods,
+                 "Comma-separated methods: erm-base (ERM on D_base), erm (ERM on D_sp), dfr, dfr-source (last-layer "
+                 "retraining on D_base: paper / source variant), afr, afr-source (automatic feature reweighting: "
+                 "paper / source variant)")
       ->capture_default_str();
   app.add_option("--channels", cfg.channels, "Channels C of the ConvBase conv layers")->capture_default_str();
   app.add_option("--lr", cfg.lr, "Adam learning rate")->capture_default_str();
@@ -167,10 +261,24 @@ int run_cli(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads (0 = all)")->capture_default_str();
   app.add_option("--backend", backend, "Backend: cpu, cuda, cudnn")->capture_default_str();
   app.add_option("--data", data_dir,
-                 "Folder with x_train.f32, y_train.i32, x_test.f32, y_test.i32 (default: the embedded MNIST-1D)");
+                 "Folder with x_train.npy, y_train.npy, x_test.npy, y_test.npy (as `generate` writes) or the raw x_train.f32, "
+                 "y_train.i32, x_test.f32, y_test.i32 (default: the embedded MNIST-1D)");
   app.add_option("--out", out_json, "Write results JSON here (written atomically)");
   app.add_option("--csv", out_csv, "Write per-seed final metrics CSV here (written atomically)");
   app.add_flag("-q,--quiet", quiet, "No progress on stderr");
+  app.add_option("--dfr-fraction", cfg.dfr_fraction, "DFR: share of D_base the head is refit on")->capture_default_str();
+  app.add_option("--dfr-subsamples", cfg.dfr.subsamples, "DFR: class-balanced subsamples whose heads are averaged")
+      ->capture_default_str();
+  app.add_option("--dfr-l1-grid", l1_grid, "DFR: L1 strengths tried (chosen by worst-group accuracy on a tuning half)")
+      ->capture_default_str();
+  app.add_option("--afr-stage1-fraction", cfg.afr_stage1_fraction, "AFR: share of D_sp stage 1 trains on")
+      ->capture_default_str();
+  app.add_option("--afr-stage1-steps", stage1_steps,
+                 "AFR: stage-1 training steps (default: --steps); a comma-separated list runs afr@N for each");
+  app.add_option("--afr-gammas", gammas, "AFR: gamma grid")->capture_default_str();
+  app.add_option("--afr-lambdas", lambdas, "AFR: lambda grid")->capture_default_str();
+  app.add_option("--afr-epochs", cfg.afr.epochs, "AFR: full-batch epochs of stage 2")->capture_default_str();
+  app.add_flag("--no-saliency", no_saliency, "Skip the saliency maps and shortcut-reliance numbers");
 
   CLI::App* dataset = app.add_subcommand(
       "dataset", "Write the exact D_sp training set and the three test sets one seed sees, as .npy files");
@@ -183,6 +291,8 @@ int run_cli(int argc, char** argv) {
   dataset->add_option("--seed-index", seed_index, "Seed index within the run")->capture_default_str();
   dataset->add_option("--data", ds_data, "Input folder (default: the embedded MNIST-1D)");
   dataset->add_option("--out", ds_out, "Output folder")->required();
+
+  auto generate = add_generate_command(app);
 
   try {
     app.parse(argc, argv);
@@ -198,14 +308,21 @@ int run_cli(int argc, char** argv) {
   }
 
   try {
+    if (generate_parsed(*generate)) return run_generate(*generate);
     if (dataset->parsed()) {
       ds_cfg.spurious.draw = parse_noise_draw(ds_flags.noise_draw);
       return run_dataset(ds_cfg, seed_index, ds_data, ds_out);
     }
     cfg.spurious.draw = parse_noise_draw(spurious_flags.noise_draw);
     cfg.methods = split_list(methods);
+    cfg.dfr.l1_grid = parse_list<float>("--dfr-l1-grid", l1_grid);
+    cfg.afr.gammas = parse_list<float>("--afr-gammas", gammas);
+    cfg.afr.lambdas = parse_list<float>("--afr-lambdas", lambdas);
+    if (!stage1_steps.empty()) cfg.afr_stage1_steps = parse_list<int>("--afr-stage1-steps", stage1_steps);
+    cfg.saliency = !no_saliency;
+    const std::vector<float> ps = parse_list<float>("--p", p_list);
     if (threads < 0) throw std::invalid_argument("--threads must be 0 (all) or a positive integer");
-    return run_main(cfg, backend, threads, data_dir, out_json, out_csv, quiet);
+    return run_main(cfg, ps, backend, threads, data_dir, out_json, out_csv, quiet);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
     return 1;

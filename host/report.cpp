@@ -28,6 +28,12 @@ json setting(float f) {
   return std::strtod(buf, nullptr);
 }
 
+json floats_json(const std::vector<float>& v) {
+  json a = json::array();
+  for (float x : v) a.push_back(setting(x));
+  return a;
+}
+
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 json set_metrics_json(const SetMetrics& m) {
@@ -53,12 +59,26 @@ double metric_of(const SetMetrics& m, const std::string& name) {
   return m.loss;
 }
 
+// Per-seed values of a metric; "shortcut_reliance" comes from the saliency (absent when it was off).
 std::vector<double> values_of(const StudyResult& r, const std::string& method, const std::string& set,
                               const std::string& metric) {
   std::vector<double> v;
-  for (const auto& run : r.runs)
-    if (run.method == method) v.push_back(metric_of(run.metrics.at(set), metric));
+  for (const auto& run : r.runs) {
+    if (run.method != method) continue;
+    if (metric == "shortcut_reliance") {
+      auto it = run.shortcut_reliance.find(set);
+      if (it != run.shortcut_reliance.end()) v.push_back(it->second);
+    } else {
+      v.push_back(metric_of(run.metrics.at(set), metric));
+    }
+  }
   return v;
+}
+
+json vec_json(const std::vector<double>& v) {
+  json a = json::array();
+  for (double x : v) a.push_back(finite_or_null(x));
+  return a;
 }
 
 std::string utc_now() {
@@ -88,6 +108,19 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
       {"eval_every", cfg.eval_every},
       {"batch_order", cfg.fixed_order ? "fixed" : "reshuffle-per-epoch"},
       {"methods", cfg.methods},
+      {"dfr",
+       {{"fraction", setting(cfg.dfr_fraction)},
+        {"subsamples", cfg.dfr.subsamples},
+        {"l1_grid", floats_json(cfg.dfr.l1_grid)}}},
+      {"afr",
+       {{"stage1_fraction", setting(cfg.afr_stage1_fraction)},
+        {"stage1_steps", cfg.afr_stage1_steps.empty() ? std::vector<int>{cfg.steps} : cfg.afr_stage1_steps},
+        {"gammas", floats_json(cfg.afr.gammas)},
+        {"lambdas", floats_json(cfg.afr.lambdas)},
+        {"epochs", cfg.afr.epochs},
+        {"lr", setting(cfg.afr.lr)},
+        {"clip", setting(cfg.afr.clip)}}},
+      {"saliency", cfg.saliency},
       {"optimizer", {{"name", "adam"}, {"beta1", setting(cfg.adam.beta1)}, {"beta2", setting(cfg.adam.beta2)}, {"eps", setting(cfg.adam.eps)}}},
       {"spurious",
        {{"p", setting(cfg.spurious.p)},
@@ -135,46 +168,77 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
     }
     curves["step"] = steps;
     rec["curves"] = curves;
+    if (!r.shortcut_reliance.empty()) rec["shortcut_reliance"] = r.shortcut_reliance;
+    if (r.has_dfr) rec["dfr"] = {{"l1", setting(r.dfr_l1)}};
+    if (r.has_afr)
+      rec["afr"] = {{"gamma", setting(r.afr_gamma)},   {"lambda", setting(r.afr_lambda)},         {"epoch", r.afr_epoch},
+                    {"ess", r.afr_ess},       {"class_mass", vec_json(r.afr_class_mass)},
+                    {"stage1_steps", r.afr_stage1_steps}};
     runs.push_back(rec);
   }
   j["runs"] = runs;
 
-  json summary, timing;
-  for (const auto& method : cfg.methods) {
-    for (const auto& set : study_sets())
+  json summary, timing, cross;
+  for (const auto& method : result.methods) {
+    for (const auto& set : study_sets()) {
       for (const char* m : kMetrics) summary[method][set][m] = stats_json(seed_stats(values_of(result, method, set, m)));
+      const std::vector<double> rel = values_of(result, method, set, "shortcut_reliance");
+      if (!rel.empty()) summary[method][set]["shortcut_reliance"] = stats_json(seed_stats(rel));
+    }
     const MethodTiming& t = result.timing.at(method);
+    json stages = json::array();
+    for (const StageTiming& st : t.stages) {
+      json e = {{"stage", st.name}, {"s", st.s}, {"shared", st.shared}};
+      if (st.epochs > 0) e["epochs"] = st.epochs, e["epoch_s"] = st.s / st.epochs;
+      stages.push_back(e);
+    }
     timing[method] = {{"wall_s", t.wall_s},
                       {"train_s", t.train_s},
                       {"eval_s", t.eval_s},
                       {"seed_steps_per_s", t.seed_steps_per_s},
-                      {"epoch_s", t.epoch_s}};
+                      {"epoch_s", t.epoch_s},
+                      {"stages", stages}};
+    const MethodCrossSeed& c = result.cross_seed.at(method);
+    json& cm = cross[method];
+    cm["underspecification"] = c.underspecification;
+    cm["disagreement"] = c.disagreement;
+    if (!c.beats_erm_worst_group.empty()) cm["beats_erm_worst_group"] = c.beats_erm_worst_group;
+    if (!c.afr_p_histogram.empty()) cm["afr_p_histogram"] = {{"bins", 20}, {"range", {0, 1}}, {"counts", vec_json(c.afr_p_histogram)}};
+    if (!c.saliency.empty()) {
+      json sal;
+      for (const auto& [set, map] : c.saliency) sal[set] = vec_json(map);
+      cm["saliency"] = {{"shape", {data.classes, data.length}}, {"sets", sal}};
+    }
   }
   j["summary"] = summary;
   j["timing"] = timing;
+  j["cross_seed"] = cross;
   return j;
 }
 
-std::string results_csv(const StudyResult& result) {
+std::string results_csv(const StudyResult& result, double p, bool header) {
   std::ostringstream out;
   out.precision(9);
-  out << "seed_index,method,set,accuracy,worst_group_accuracy,loss\n";
+  if (header) out << "p,seed_index,method,set,accuracy,worst_group_accuracy,loss,shortcut_reliance\n";
   for (const RunRecord& r : result.runs)
     for (const auto& set : study_sets()) {
       const SetMetrics& m = r.metrics.at(set);
-      out << r.seed_index << ',' << r.method << ',' << set << ',' << m.accuracy << ',' << m.worst_group_accuracy << ','
-          << m.loss << '\n';
+      out << setting(float(p)).get<double>() << ',' << r.seed_index << ',' << r.method << ',' << set << ','
+          << m.accuracy << ',' << m.worst_group_accuracy << ',' << m.loss << ',';
+      auto it = r.shortcut_reliance.find(set);
+      if (it != r.shortcut_reliance.end()) out << it->second;
+      out << '\n';
     }
   return out.str();
 }
 
-std::string summary_table(const StudyConfig& cfg, const StudyResult& result) {
+std::string summary_table(const StudyConfig& /*cfg*/, const StudyResult& result) {
   std::ostringstream out;
   char line[256];
   std::snprintf(line, sizeof line, "%-10s %-17s %-22s %-7s %-7s   %-22s %-7s %-7s\n", "method", "set",
                 "accuracy mean ± std", "min", "max", "worst-group mean ± std", "min", "max");
   out << line;
-  for (const auto& method : cfg.methods)
+  for (const auto& method : result.methods)
     for (const auto& set : study_sets()) {
       const SeedStats a = seed_stats(values_of(result, method, set, "accuracy"));
       const SeedStats w = seed_stats(values_of(result, method, set, "worst_group_accuracy"));

@@ -17,8 +17,8 @@ struct RunEnvironment {
 nlohmann::json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env,
                             const StudyResult& result);
 
-// One row per (seed_index, method, set) with the final metrics.
-std::string results_csv(const StudyResult& result);
+// One row per (seed_index, method, set) with the final metrics, p first (sweeps append blocks).
+std::string results_csv(const StudyResult& result, double p, bool header = true);
 
 // Mean ± std [min, max] per method and set, for the terminal.
 std::string summary_table(const StudyConfig& cfg, const StudyResult& result);

@@ -72,11 +72,14 @@ json run_json(const std::string& args) {
 // The final metrics of (method, seed_index) as a comparable string.
 std::string metrics_of(const json& j, const std::string& method, int seed_index) {
   for (const auto& r : j["runs"])
-    if (r["method"] == method && r["seed_index"] == seed_index) return r["metrics"].dump() + r["curves"].dump();
+    if (r["method"] == method && r["seed_index"] == seed_index) return r["metrics"].dump() + r["curves"].dump() + r.value("afr", json()).dump() +
+                                                                     r.value("dfr", json()).dump() + r["shortcut_reliance"].dump();
   return "missing";
 }
 
-const std::string kSmall = "--steps 60 --eval-every 30 --batch 50";
+const std::string kSmall =
+    "--steps 60 --eval-every 30 --batch 50 --afr-epochs 20 --afr-gammas 0,4 --afr-lambdas 0,0.1 --dfr-subsamples 2";
+const char* kMethods[] = {"erm-base", "erm", "dfr", "dfr-source", "afr", "afr-source"};
 
 }  // namespace
 
@@ -106,6 +109,13 @@ TEST(Cli, BadInputIsOneLineAndNoFile) {
   expect_clean_error("--data /nonexistent/folder", "/nonexistent/folder");
   expect_clean_error("--no-such-flag", "no-such-flag");
   expect_clean_error("--batch 5000", "larger than the training set");
+  expect_clean_error("--p 0.5,abc", "--p: 'abc' is not a number");
+  expect_clean_error("--p 0.5,1.5", "p");
+  expect_clean_error("--afr-stage1-steps 100,0", "--afr-stage1-steps");
+  expect_clean_error("--afr-stage1-steps 1.5", "not an integer");
+  expect_clean_error("--afr-gammas ''", "--afr-gammas");
+  expect_clean_error("--dfr-fraction 0", "--dfr-fraction");
+  expect_clean_error("--afr-stage1-fraction 1", "--afr-stage1-fraction");
 }
 
 TEST(Cli, CudaBackendWithoutCuda) {
@@ -141,8 +151,9 @@ TEST(Cli, ResultsJsonHasTheSchema) {
   EXPECT_EQ(j["config"]["seeds"], 2);
   EXPECT_EQ(j["config"]["spurious"]["p"], 0.9);
   EXPECT_EQ(j["environment"]["backend"], "cpu");
-  ASSERT_EQ(j["runs"].size(), 4u);  // 2 seeds x {erm-base, erm}
+  ASSERT_EQ(j["runs"].size(), 12u);  // 2 seeds x 6 methods
   for (const auto& run : j["runs"]) {
+    const std::string method = run["method"];
     for (const char* set : {"train", "test_clean", "test_aligned", "test_conflicting"}) {
       const auto& m = run["metrics"][set];
       EXPECT_GE(m["accuracy"].get<double>(), 0.0);
@@ -151,29 +162,54 @@ TEST(Cli, ResultsJsonHasTheSchema) {
       EXPECT_EQ(m["per_group_accuracy"].size(), 10u);
       EXPECT_TRUE(m["loss"].is_number());
     }
-    EXPECT_EQ(run["curves"]["step"], json({30, 60}));
+    if (method.rfind("dfr", 0) == 0) EXPECT_TRUE(run["dfr"]["l1"].is_number());
+    if (method.rfind("dfr", 0) == 0 || method == "afr-source") {  // no ERM training of their own
+      EXPECT_EQ(run["curves"]["step"], json::array());
+    } else {
+      EXPECT_EQ(run["curves"]["step"], json({30, 60})) << method;
+    }
+    if (method.rfind("afr", 0) == 0) {
+      const auto& a = run["afr"];
+      for (const char* k : {"gamma", "lambda", "epoch", "ess", "stage1_steps"}) EXPECT_TRUE(a[k].is_number()) << k;
+      EXPECT_EQ(a["class_mass"].size(), 10u);
+      EXPECT_LE(a["epoch"].get<int>(), 20);
+    }
+    EXPECT_GE(run["shortcut_reliance"]["test_clean"].get<double>(), 0.0);
+    EXPECT_LE(run["shortcut_reliance"]["test_clean"].get<double>(), 1.0);
   }
-  for (const char* method : {"erm-base", "erm"}) {
+  for (const char* method : kMethods) {
     const auto& s = j["summary"][method]["test_clean"]["accuracy"];
     for (const char* k : {"mean", "std", "min", "max", "median", "ci95"}) EXPECT_TRUE(s.contains(k)) << k;
+    EXPECT_TRUE(j["summary"][method]["test_clean"]["shortcut_reliance"].contains("mean"));
+    EXPECT_GT(j["timing"][method]["wall_s"].get<double>(), 0.0);
+    EXPECT_FALSE(j["timing"][method]["stages"].empty());
+    EXPECT_EQ(j["cross_seed"][method]["saliency"]["sets"]["test_clean"].size(), 400u);  // 10 classes x 40
+    EXPECT_TRUE(j["cross_seed"][method]["disagreement"]["test_clean"].is_number());
+    EXPECT_TRUE(j["cross_seed"][method]["beats_erm_worst_group"]["test_clean"].is_number());
+  }
+  for (const char* method : {"erm-base", "erm", "afr"}) {
     EXPECT_GT(j["timing"][method]["seed_steps_per_s"].get<double>(), 0.0);
     EXPECT_GT(j["timing"][method]["epoch_s"].get<double>(), 0.0);
   }
+  EXPECT_EQ(j["cross_seed"]["afr"]["afr_p_histogram"]["counts"].size(), 20u);
   const std::string csv = slurp(dir / "r.csv");
-  EXPECT_EQ(csv.rfind("seed_index,method,set,accuracy,worst_group_accuracy,loss\n", 0), 0u);
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 4 * 4);
+  EXPECT_EQ(csv.rfind("p,seed_index,method,set,accuracy,worst_group_accuracy,loss,shortcut_reliance\n", 0), 0u);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 12 * 4);
   fs::remove_all(dir);
 }
 
 TEST(Cli, SameCommandTwiceGivesIdenticalNumbers) {
   json a = run_json("--seeds 3 " + kSmall), b = run_json("--seeds 3 " + kSmall);
-  for (const char* method : {"erm-base", "erm"})
-    for (int s = 0; s < 3; ++s) EXPECT_EQ(metrics_of(a, method, s), metrics_of(b, method, s));
+  for (const char* method : kMethods)
+    for (int s = 0; s < 3; ++s) {
+      EXPECT_EQ(metrics_of(a, method, s), metrics_of(b, method, s)) << method;
+      EXPECT_NE(metrics_of(a, method, s), "missing");
+    }
 }
 
 TEST(Cli, SeedResultsDoNotDependOnSeedCountOrThreads) {
   json two = run_json("--seeds 2 --threads 1 " + kSmall), eight = run_json("--seeds 8 --threads 2 " + kSmall);
-  for (const char* method : {"erm-base", "erm"})
+  for (const char* method : kMethods)
     for (int s = 0; s < 2; ++s) {
       EXPECT_EQ(metrics_of(two, method, s), metrics_of(eight, method, s)) << method << " seed " << s;
       EXPECT_NE(metrics_of(two, method, s), "missing");
@@ -201,4 +237,25 @@ TEST(Cli, DatasetWritesWhatTheSeedTrainsOn) {
   EXPECT_NE(bad.status, 0);
   EXPECT_FALSE(fs::exists(dir.parent_path() / "bad"));
   fs::remove_all(dir.parent_path());
+}
+
+TEST(Cli, PSweepWritesOneEntryPerP) {
+  const fs::path dir = scratch();
+  Result r = run("--seeds 2 --methods erm,afr --afr-stage1-steps 20,40 --p 0,0.5 " + kSmall + " --out " +
+                 (dir / "r.json").string() + " --csv " + (dir / "r.csv").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(slurp(dir / "r.json"));
+  EXPECT_EQ(j["config"]["spurious"]["p_sweep"], json({0.0, 0.5}));
+  ASSERT_EQ(j["sweep"].size(), 2u);
+  EXPECT_FALSE(j.contains("runs"));
+  for (const auto& e : j["sweep"]) {
+    EXPECT_EQ(e["runs"].size(), 2u * 3);  // erm, afr@20, afr@40
+    EXPECT_TRUE(e["summary"].contains("afr@20"));
+    EXPECT_TRUE(e["summary"].contains("afr@40"));
+  }
+  // p = 0 plants nothing: erm trains on D_base itself.
+  const std::string csv = slurp(dir / "r.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 6 * 4);
+  EXPECT_NE(csv.find("\n0.5,1,afr@40,test_clean,"), std::string::npos);
+  fs::remove_all(dir);
 }

@@ -87,3 +87,48 @@ TEST(Study, ValidateRejectsBadSettings) {
   StudyConfig ok;
   EXPECT_NO_THROW(validate(ok, data));
 }
+
+// The study's methods on a short run: DFR refits the head on clean data and must beat the shortcut model on
+// the clean test set; AFR's record must be coherent with its grid.
+TEST(Study, DfrAndAfrOnAShortRun) {
+  Dataset data = load_embedded_mnist1d();
+  StudyConfig cfg;
+  cfg.seeds = 2;
+  cfg.steps = 300;
+  cfg.eval_every = 300;
+  cfg.methods = {"erm", "dfr", "afr"};
+  cfg.dfr.subsamples = 3;
+  cfg.afr.epochs = 50;
+  cfg.afr.gammas = {0, 2, 8};
+  cfg.afr.lambdas = {0, 0.1f};
+  auto backend = make_backend("cpu", 2);
+  StudyResult r = run_study(cfg, data, *backend);
+  ASSERT_EQ(r.runs.size(), 6u);
+  auto run_of = [&](const std::string& m, int s) -> const RunRecord& {
+    for (const RunRecord& run : r.runs)
+      if (run.method == m && run.seed_index == s) return run;
+    throw std::runtime_error("missing run");
+  };
+  for (int s = 0; s < 2; ++s) {
+    const RunRecord &erm = run_of("erm", s), &dfr = run_of("dfr", s), &afr = run_of("afr", s);
+    EXPECT_GT(dfr.metrics.at("test_clean").accuracy, erm.metrics.at("test_clean").accuracy + 0.05) << "seed " << s;
+    EXPECT_TRUE(dfr.has_dfr);
+    ASSERT_TRUE(afr.has_afr);
+    EXPECT_NE(std::find(cfg.afr.gammas.begin(), cfg.afr.gammas.end(), afr.afr_gamma), cfg.afr.gammas.end());
+    EXPECT_NE(std::find(cfg.afr.lambdas.begin(), cfg.afr.lambdas.end(), afr.afr_lambda), cfg.afr.lambdas.end());
+    EXPECT_GE(afr.afr_epoch, 0);
+    EXPECT_LE(afr.afr_epoch, cfg.afr.epochs);
+    double mass = 0;
+    for (double m : afr.afr_class_mass) mass += m;
+    EXPECT_NEAR(mass, 1.0, 1e-6);
+    EXPECT_GE(afr.afr_ess, 1.0);
+    EXPECT_LE(afr.afr_ess, 800.0 + 1e-6);  // the 20 % held out of 4000
+    EXPECT_EQ(afr.curves.size(), 1u);       // stage 1 is an ERM run with its own curve
+    EXPECT_EQ(afr.afr_stage1_steps, 300);
+  }
+  // dfr reuses the erm model: its timing lists that training as shared.
+  bool shared = false;
+  for (const StageTiming& st : r.timing.at("dfr").stages) shared |= st.name == "erm_training" && st.shared;
+  EXPECT_TRUE(shared);
+  EXPECT_EQ(r.cross_seed.at("afr").afr_p_histogram.size(), 20u);
+}
