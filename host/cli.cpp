@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "data.h"
 #include "generate_cli.h"
+#include "toy_cli.h"
 #include "npy.h"
 #include "report.h"
 #include "study.h"
@@ -293,6 +294,7 @@ int run_cli(int argc, char** argv) {
   dataset->add_option("--out", ds_out, "Output folder")->required();
 
   auto generate = add_generate_command(app);
+  auto toy = add_toy_command(app);
 
   try {
     app.parse(argc, argv);
@@ -309,6 +311,7 @@ int run_cli(int argc, char** argv) {
 
   try {
     if (generate_parsed(*generate)) return run_generate(*generate);
+    if (toy_parsed(*toy)) return run_toy(*toy);
     if (dataset->parsed()) {
       ds_cfg.spurious.draw = parse_noise_draw(ds_flags.noise_draw);
       return run_dataset(ds_cfg, seed_index, ds_data, ds_out);

@@ -62,7 +62,7 @@ SeedStats seed_stats(const std::vector<double>& values) {
   s.median = s.n % 2 ? v[s.n / 2] : 0.5 * (v[s.n / 2 - 1] + v[s.n / 2]);
   double sum = 0;
   for (double x : v) sum += x;
-  s.mean = sum / s.n;
+  s.mean = s.min == s.max ? s.min : sum / s.n;  // identical values: exactly that value, std exactly 0
   double ss = 0;
   for (double x : v) ss += (x - s.mean) * (x - s.mean);
   s.std = s.n > 1 ? std::sqrt(ss / (s.n - 1)) : 0.0;

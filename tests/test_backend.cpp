@@ -128,3 +128,36 @@ TEST(Backend, LayerThreadsGiveTheSameTraining) {
     EXPECT_NE(split, std::vector<float>(params.begin(), params.begin() + P));  // it trained
   }
 }
+
+// With positive weights, biases and inputs every ReLU is active, so ConvBase is an affine map x -> A x + c:
+// the saliency of sample i must be |A[y_i, :]| exactly (up to rounding), whatever the input.
+TEST(Backend, SaliencyOfALinearModelIsTheAbsoluteWeightRow) {
+  ConvBaseShape shape{4, 40, 10};
+  const size_t P = shape.num_params();
+  std::vector<float> params(P);
+  RngStream rng(21, 0, Purpose::init_weights, 5);
+  for (float& w : params) w = float(0.05 + 0.1 * rng.uniform());
+  const int N = 5, L = 40, K = 10;
+  std::vector<float> x(size_t(N) * L);
+  for (float& v : x) v = float(0.1 + rng.uniform());
+  std::vector<int32_t> y = {0, 3, 7, 9, 3};
+  // Head weights of mixed sign: the map stays affine (no ReLU after the head) and |.| matters.
+  for (size_t i = shape.off_wh(); i < shape.off_bh(); ++i) params[i] = float(rng.uniform() - 0.5);
+  auto be = make_backend("cpu", 1);
+  be->reset(shape, 1, params.data(), AdamConfig{});
+  std::vector<float> sal(size_t(N) * L);
+  be->saliency(x.data(), y.data(), N, false, sal.data());
+  // A column by column in double: logits(x0 + e_p) - logits(x0), with x0 = 0.5 everywhere (all units active).
+  ConvBaseWorkspace ws(shape, 1);
+  std::vector<float> base(K), moved(K), x0(L, 0.5f);
+  convbase_forward(shape, params.data(), x0.data(), 1, base.data(), ws);
+  for (int p = 0; p < L; ++p) {
+    std::vector<float> xp = x0;
+    xp[p] += 1.0f;
+    convbase_forward(shape, params.data(), xp.data(), 1, moved.data(), ws);
+    for (int i = 0; i < N; ++i) {
+      const double a = std::fabs(double(moved[y[i]]) - base[y[i]]), got = sal[size_t(i) * L + p];
+      EXPECT_NEAR(got, a, 1e-5 + 1e-4 * a) << "sample " << i << " feature " << p;
+    }
+  }
+}

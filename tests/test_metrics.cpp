@@ -52,3 +52,11 @@ TEST(Metrics, StudentT) {
   EXPECT_NEAR(student_t975(99), 1.9842, 2e-4);
   EXPECT_NEAR(student_t975(100000), 1.95996, 1e-4);
 }
+
+TEST(Metrics, IdenticalValuesHaveZeroSpread) {
+  const SeedStats s = seed_stats(std::vector<double>(100, 0.1));
+  EXPECT_EQ(s.mean, 0.1);
+  EXPECT_EQ(s.std, 0.0);
+  EXPECT_EQ(s.ci95_lo, 0.1);
+  EXPECT_EQ(s.ci95_hi, 0.1);
+}
