@@ -47,4 +47,7 @@ std::vector<std::string> known_backends();
 // Usable CUDA devices: 0 in a build without the CUDA backend or on a machine without a GPU.
 int cuda_device_count();
 
+// The reference CPU backend (host/backend_cpu.cpp); threads 0 = all cores.
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+
 }  // namespace sb

@@ -190,20 +190,6 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
-  if (name == "cpu") return std::make_unique<CpuBackend>(threads);
-  if (name == "cuda" || name == "cudnn")
-#ifdef SB_HAVE_CUDA_COMPILER
-    throw std::runtime_error("backend '" + name + "' is not available yet in this build");
-#else
-    throw std::runtime_error("backend '" + name +
-                             "' is not available: this build has no CUDA support (rebuild with a CUDA compiler)");
-#endif
-  throw std::runtime_error("unknown backend '" + name + "' (known: cpu, cuda, cudnn)");
-}
-
-std::vector<std::string> known_backends() { return {"cpu", "cuda", "cudnn"}; }
-
-int cuda_device_count() { return 0; }  // the CUDA backend (issue 3) replaces this with a runtime query
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
 
 }  // namespace sb

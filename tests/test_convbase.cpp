@@ -606,7 +606,7 @@ TEST(CpuBackend, NamesAndErrors) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("unknown backend 'tpu' (known: cpu, cuda, cudnn)"), std::string::npos) << e.what();
   }
-#ifndef SB_HAVE_CUDA_COMPILER
+#ifndef SB_HAVE_CUDA
   for (const char* name : {"cuda", "cudnn"}) {
     try {
       make_backend(name, 1);

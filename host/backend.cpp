@@ -1,0 +1,35 @@
+// Picks a backend by name. The CUDA ones exist only in builds with a CUDA compiler (host/cuda/).
+#include "backend.h"
+
+#include <stdexcept>
+
+#ifdef SB_HAVE_CUDA
+#include "backend_cuda.h"
+#endif
+
+namespace sb {
+
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
+  if (name == "cpu") return make_cpu_backend(threads);
+  if (name == "cuda" || name == "cudnn") {
+#ifdef SB_HAVE_CUDA
+    return make_cuda_backend(name, threads);
+#else
+    throw std::runtime_error("backend '" + name +
+                             "' is not available: this build has no CUDA support (rebuild with a CUDA compiler)");
+#endif
+  }
+  throw std::runtime_error("unknown backend '" + name + "' (known: cpu, cuda, cudnn)");
+}
+
+std::vector<std::string> known_backends() { return {"cpu", "cuda", "cudnn"}; }
+
+int cuda_device_count() {
+#ifdef SB_HAVE_CUDA
+  return cuda_devices();
+#else
+  return 0;
+#endif
+}
+
+}  // namespace sb
