@@ -28,7 +28,9 @@ class Backend {
   // Training inputs: x (S, N, L), each seed its own copy (D_sp differs per seed); labels (N), shared.
   virtual void set_train_data(const float* x, const int32_t* labels, int N) = 0;
 
-  // One Adam step for every seed: batch_index (S, B) are rows of the training set; loss (S) out.
+  // One Adam step for every seed: batch_index (S, B) are rows of the training set (host memory).
+  // loss (S), if not null, receives each seed's mean batch loss; pass null on steps that do not need it,
+  // so a device backend need not wait for the step to finish.
   virtual void train_step(const int32_t* batch_index, int B, float lr, float* loss) = 0;
 
   // logits (S, N, classes) for x = (S, N, L) if per_seed, else (N, L) shared by all seeds.

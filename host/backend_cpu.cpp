@@ -100,7 +100,8 @@ class CpuBackend final : public Backend {
       }
       float* p = params_.data() + size_t(s) * P_;
       convbase_forward(shape_, p, tb.x.data(), B, tb.logits.data(), tb.ws);
-      loss[s] = softmax_cross_entropy(tb.logits.data(), tb.labels.data(), nullptr, B, K, tb.dlogits.data());
+      const float l = softmax_cross_entropy(tb.logits.data(), tb.labels.data(), nullptr, B, K, tb.dlogits.data());
+      if (loss) loss[s] = l;
       convbase_backward(shape_, p, tb.x.data(), tb.dlogits.data(), B, tb.grads.data(), tb.ws);
       adam_step(p, tb.grads.data(), m_.data() + size_t(s) * P_, v_.data() + size_t(s) * P_, P_, lr, adam_.beta1,
                 adam_.beta2, adam_.eps, t);

@@ -161,11 +161,11 @@ struct Study {
         if (!rows.empty())
           for (int i = 0; i < cfg.batch; ++i) b[i] = rows[s][b[i]];
       }
-      backend.train_step(batch.data(), cfg.batch, cfg.lr, loss.data());
-      train_s += seconds_since(t_step);
-
       const int done = step + 1;
-      if (done % cfg.eval_every != 0 && done != steps) continue;
+      const bool eval = done % cfg.eval_every == 0 || done == steps;
+      backend.train_step(batch.data(), cfg.batch, cfg.lr, eval ? loss.data() : nullptr);
+      train_s += seconds_since(t_step);
+      if (!eval) continue;
       const auto t_eval = Clock::now();
       std::vector<std::map<std::string, SetMetrics>> sets = evaluate(x, nullptr);
       double clean = 0, train_loss = 0;
