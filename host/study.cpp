@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <tuple>
 #include <stdexcept>
 
 #include "convbase.h"
+#include "nvtx.h"
 #include "philox.h"
 
 namespace sb {
@@ -153,7 +155,11 @@ struct Study {
     std::vector<int32_t> batch(size_t(S) * cfg.batch);
     std::vector<float> loss(S);
     double train_s = 0, eval_s = 0;
+    const int per_epoch = n_rows / cfg.batch;
+    std::optional<NvtxRange> epoch_range;
     for (int step = 0; step < steps; ++step) {
+      if (step % per_epoch == 0) epoch_range.reset(), epoch_range.emplace("epoch");
+      const NvtxRange step_range("train_step");
       const auto t_step = Clock::now();
       for (int s = 0; s < S; ++s) {
         int32_t* b = batch.data() + size_t(s) * cfg.batch;
@@ -167,6 +173,7 @@ struct Study {
       train_s += seconds_since(t_step);
       if (!eval) continue;
       const auto t_eval = Clock::now();
+      const NvtxRange eval_range("evaluate");
       std::vector<std::map<std::string, SetMetrics>> sets = evaluate(x, nullptr);
       double clean = 0, train_loss = 0;
       for (int s = 0; s < S; ++s) {
@@ -456,6 +463,8 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
     }
     for (const auto& [method, stage1_steps] : instances) {
       const auto t_method = Clock::now();
+      const std::string range_name = "method:" + method;
+      const NvtxRange method_range(range_name.c_str());
       std::vector<RunRecord> records(S);
       for (int s = 0; s < S; ++s) records[s].seed_index = s, records[s].method = method;
       MethodTiming tm;
