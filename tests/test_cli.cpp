@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "test_paths.h"
 #include "backend.h"
 #include "data.h"
 #include "npy.h"
@@ -40,7 +41,7 @@ std::string slurp(const fs::path& p) {
 
 Result run(const std::string& args) {
   const fs::path dir = scratch();
-  const std::string cmd = std::string(SB_BENCH_SPURIOUS) + " " + args + " >" + (dir / "stdout").string() + " 2>" +
+  const std::string cmd = sb_bench_spurious() + " " + args + " >" + (dir / "stdout").string() + " 2>" +
                           (dir / "stderr").string() + " </dev/null";
   const int rc = std::system(cmd.c_str());
   Result r{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
@@ -133,7 +134,7 @@ TEST(Cli, UnwritableOutputFailsBeforeTraining) {
 TEST(Cli, CorruptDataIsRejected) {
   const fs::path dir = scratch() / "data";
   fs::create_directories(dir);
-  const std::string src = std::string(SB_SOURCE_DIR) + "/data/mnist1d/";
+  const std::string src = sb_source_dir() + "/data/mnist1d/";
   for (const char* n : {"x_train.f32", "y_train.i32", "x_test.f32", "y_test.i32", "SHA256SUMS"}) fs::copy_file(src + n, dir / n);
   fs::resize_file(dir / "x_train.f32", 640000 - 160);  // one sample short
   expect_clean_error("--data " + dir.string(), "x_train.f32");

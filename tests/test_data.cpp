@@ -7,6 +7,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "test_paths.h"
 #include "data.h"
 #include "npy.h"
 
@@ -15,7 +16,7 @@ using namespace sb;
 
 namespace {
 
-const std::string kShipped = std::string(SB_SOURCE_DIR) + "/data/mnist1d";
+const std::string kShipped = sb_source_dir() + "/data/mnist1d";
 
 // A scratch copy of the shipped raw files, removed at the end of the test.
 struct ScratchDir {

@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 
+#include "test_paths.h"
 #include "backend.h"
 #include "data.h"
 #include "generate_cli.h"
@@ -27,8 +28,8 @@ using namespace sb;
 
 namespace {
 
-const std::string kCanonical = std::string(SB_SOURCE_DIR) + "/data/mnist1d/";
-const std::string kTraces = std::string(SB_SOURCE_DIR) + "/tests/data/";
+const std::string kCanonical = sb_source_dir() + "/data/mnist1d/";
+const std::string kTraces = sb_source_dir() + "/tests/data/";
 
 template <class T>
 std::vector<T> read_raw(const std::string& path) {

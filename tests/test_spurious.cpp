@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "test_paths.h"
 #include "philox.h"
 #include "spurious.h"
 
@@ -22,7 +23,7 @@ namespace {
 const std::vector<int> kTrainCounts = {398, 396, 411, 394, 394, 402, 401, 404, 402, 398};
 
 std::vector<int32_t> canonical_train_labels() {
-  const std::string path = std::string(SB_SOURCE_DIR) + "/data/mnist1d/y_train.i32";
+  const std::string path = sb_source_dir() + "/data/mnist1d/y_train.i32";
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot open " + path);
   std::vector<int32_t> y(4000);

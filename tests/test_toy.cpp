@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "test_paths.h"
 #include "cpu_layers.h"
 #include "philox.h"
 #include "toy.h"
@@ -508,7 +509,7 @@ TEST(ToyCli, ExactFitOfPlainAlwaysThere) {
 // bench_spurious itself, once host/cli.cpp has the `toy` subcommand: one line on stderr and exit 1.
 TEST(ToyCli, BinaryReportsErrorsOnOneLine) {
   const fs::path dir = scratch();
-  const std::string cmd = std::string(SB_BENCH_SPURIOUS) + " toy --seeds 0 >" + (dir / "out").string() + " 2>" +
+  const std::string cmd = sb_bench_spurious() + " toy --seeds 0 >" + (dir / "out").string() + " 2>" +
                           (dir / "err").string() + " </dev/null";
   const int rc = std::system(cmd.c_str());
   const std::string err = slurp(dir / "err");
