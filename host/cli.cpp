@@ -21,20 +21,12 @@
 #include "npy.h"
 #include "report.h"
 #include "study.h"
+#include "text_util.h"
 
 namespace sb {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 // Options shared by the main command and `dataset`: what the spurious transform does.
 struct SpuriousFlags {
@@ -71,15 +63,8 @@ template <class T>
 std::vector<T> parse_list(const std::string& flag, const std::string& text) {
   std::vector<T> out;
   for (const std::string& item : split_list(text)) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || !std::isfinite(v))
-      throw std::invalid_argument(flag + ": '" + item + "' is not a number");
+    const double v = parse_number(item, flag);
+    if (!std::isfinite(v)) throw std::invalid_argument(flag + ": '" + item + "' is not a number");
     if (std::is_integral<T>::value && v != std::floor(v))
       throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
     out.push_back(T(v));

@@ -14,7 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "sb_git_commit.h"  // generated at build time
+#include "sb_git_commit.h"
+#include "text_util.h"  // generated at build time
 
 namespace sb {
 namespace {
@@ -79,13 +80,6 @@ json vec_json(const std::vector<double>& v) {
   json a = json::array();
   for (double x : v) a.push_back(finite_or_null(x));
   return a;
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 std::string temp_path_for(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }

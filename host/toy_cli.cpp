@@ -16,6 +16,7 @@
 #include "report.h"
 #include "sb_git_commit.h"  // generated at build time: SB_GIT_COMMIT
 #include "toy.h"
+#include "text_util.h"
 
 namespace sb {
 
@@ -32,27 +33,6 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-double parse_number(const std::string& s, const std::string& flag) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != s.size()) throw std::invalid_argument(flag + ": '" + s + "' is not a number");
-  return v;
-}
-
 std::vector<int> parse_hidden(const std::string& s) {
   std::vector<int> sizes;
   for (const auto& item : split_list(s)) {
@@ -62,13 +42,6 @@ std::vector<int> parse_hidden(const std::string& s) {
     sizes.push_back(int(v));
   }
   return sizes;
-}
-
-std::string utc_now() {
-  char buf[32];
-  const std::time_t t = std::time(nullptr);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 // Statistics over seeds; a diverged run (NaN or inf) makes them null rather than a misleading number.

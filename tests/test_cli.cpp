@@ -25,19 +25,8 @@ struct Result {
   std::string out, err;
 };
 
-fs::path scratch() {
-  fs::path p = fs::temp_directory_path() / ("sb_cli_" + std::to_string(::getpid()) + "_" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  fs::create_directories(p);
-  return p;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+fs::path scratch() { return sb_scratch_dir("sb_cli"); }
+std::string slurp(const fs::path& p) { return sb_slurp(p); }
 
 Result run(const std::string& args) {
   const fs::path dir = scratch();

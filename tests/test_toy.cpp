@@ -395,20 +395,8 @@ ToyCall call_toy(const std::string& args) {
   return r;
 }
 
-fs::path scratch() {
-  fs::path p = fs::temp_directory_path() /
-               ("sb_toy_" + std::to_string(::getpid()) + "_" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  fs::create_directories(p);
-  return p;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+fs::path scratch() { return sb_scratch_dir("sb_toy"); }
+std::string slurp(const fs::path& p) { return sb_slurp(p); }
 
 }  // namespace
 

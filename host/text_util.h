@@ -1,0 +1,42 @@
+// Small text helpers shared by the command-line front ends and the reports.
+#pragma once
+#include <ctime>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sb {
+
+// "a,b,,c" -> {"a", "b", "c"}.
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// The whole of s as a number, or std::invalid_argument naming the flag.
+inline double parse_number(const std::string& s, const std::string& flag) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != s.size()) throw std::invalid_argument(flag + ": '" + s + "' is not a number");
+  return v;
+}
+
+// Now as ISO 8601 UTC, e.g. 2026-11-25T14:58:11Z.
+inline std::string utc_now() {
+  char buf[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace sb
