@@ -16,10 +16,12 @@ int cuda_devices() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const std::string& name, int /*threads*/) {
+std::unique_ptr<Backend> make_cuda_backend(const std::string& name, int threads) {
   if (cuda_devices() == 0)
     throw std::runtime_error("backend '" + name + "' needs a CUDA device, and none is usable on this machine");
-  throw std::runtime_error("backend '" + name + "' is not implemented yet (issue 3)");
+  if (name == "cuda") return make_cuda_kernels_backend(threads, CudaBackendOptions{});
+  if (name == "cudnn") throw std::runtime_error("backend '" + name + "' is not implemented yet (issue 3)");
+  throw std::runtime_error("unknown CUDA backend '" + name + "' (known: cuda, cudnn)");
 }
 
 }  // namespace sb
