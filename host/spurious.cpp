@@ -110,6 +110,19 @@ std::vector<float> class_noise_values(const SpuriousConfig& cfg, uint64_t base_s
   return c;
 }
 
+// Plants class k's block into sample i of s: the seed's c_k (per_class), or fresh draws from the sample's own
+// region of `purpose`'s stream.
+static void plant(const SpuriousConfig& cfg, SpuriousSet& s, int i, int k, int L, const std::vector<float>& c,
+           uint64_t base_seed, uint32_t seed_index, Purpose purpose) {
+  s.planted_class[size_t(i)] = k;
+  if (cfg.draw == NoiseDraw::per_class) {
+    add_block_noise(cfg, &s.x[size_t(i) * L], k, L, c[size_t(k)], nullptr);
+  } else {
+    RngStream noise = unit_stream(base_seed, seed_index, purpose, uint64_t(i));
+    add_block_noise(cfg, &s.x[size_t(i) * L], k, L, 0.0f, &noise);
+  }
+}
+
 SpuriousSet plant_spurious_feature(const SpuriousConfig& cfg, const float* x, const int32_t* y, int N, int L,
                                    uint64_t base_seed, uint32_t seed_index) {
   check_inputs(cfg, x, y, N, L);
@@ -129,13 +142,7 @@ SpuriousSet plant_spurious_feature(const SpuriousConfig& cfg, const float* x, co
     for (int j = 0; j < m; ++j) std::swap(idx[size_t(j)], idx[size_t(j) + choice.below(uint32_t(n - j))]);
     for (int j = 0; j < m; ++j) {
       const int i = idx[size_t(j)];
-      s.planted_class[size_t(i)] = k;
-      if (cfg.draw == NoiseDraw::per_class) {
-        add_block_noise(cfg, &s.x[size_t(i) * L], k, L, c[size_t(k)], nullptr);
-      } else {
-        RngStream noise = unit_stream(base_seed, seed_index, Purpose::spurious_sample_noise, uint64_t(i));
-        add_block_noise(cfg, &s.x[size_t(i) * L], k, L, 0.0f, &noise);
-      }
+      plant(cfg, s, i, k, L, c, base_seed, seed_index, Purpose::spurious_sample_noise);
     }
   }
   return s;
@@ -149,13 +156,7 @@ SpuriousSet make_test_aligned(const SpuriousConfig& cfg, const float* x, const i
   const std::vector<float> c = class_noise_values(cfg, base_seed, seed_index);
   for (int i = 0; i < N; ++i) {
     const int k = y[i];
-    s.planted_class[size_t(i)] = k;
-    if (cfg.draw == NoiseDraw::per_class) {
-      add_block_noise(cfg, &s.x[size_t(i) * L], k, L, c[size_t(k)], nullptr);
-    } else {
-      RngStream noise = unit_stream(base_seed, seed_index, Purpose::test_aligned, uint64_t(i));
-      add_block_noise(cfg, &s.x[size_t(i) * L], k, L, 0.0f, &noise);
-    }
+    plant(cfg, s, i, k, L, c, base_seed, seed_index, Purpose::test_aligned);
   }
   return s;
 }
