@@ -9,11 +9,15 @@
 
 namespace sb {
 
-std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
-  if (name == "cpu") return make_cpu_backend(threads);
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options) {
+  if (options.threads < 0) throw std::invalid_argument("threads must be 0 (all) or positive");
+  if (options.streams < 1) throw std::invalid_argument("streams must be positive");
+  if (options.cudnn_conv != "grouped" && options.cudnn_conv != "per-seed")
+    throw std::invalid_argument("cuDNN convolution mode '" + options.cudnn_conv + "' (known: grouped, per-seed)");
+  if (name == "cpu") return make_cpu_backend(options.threads);
   if (name == "cuda" || name == "cudnn") {
 #ifdef SB_HAVE_CUDA
-    return make_cuda_backend(name, threads);
+    return make_cuda_backend(name, options);
 #else
     throw std::runtime_error("backend '" + name +
                              "' is not available: this build has no CUDA support (rebuild with a CUDA compiler)");

@@ -43,8 +43,27 @@ class Backend {
   virtual void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) = 0;
 };
 
-// "cpu" (always), "cuda"/"cudnn" when built and a device is present. Throws std::runtime_error otherwise.
-std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
+// How a backend is built. A backend ignores the fields that are not its own (cpu reads threads only).
+struct BackendOptions {
+  int threads = 0;  // host threads, 0 = all cores
+  // cuda: seeds are split into this many contiguous groups, each advanced by its own CUDA stream (at most S).
+  int streams = 1;
+  // cuda: one group, and stream, per seed: no batching across seeds (what batching buys, for the benchmark).
+  bool stream_per_seed = false;
+  // cuda: capture each group's training step as a CUDA graph and replay it.
+  bool graphs = true;
+  // cudnn: "grouped" (one grouped convolution over all seeds per layer) or "per-seed" (a convolution per seed).
+  std::string cudnn_conv = "grouped";
+};
+
+// "cpu" (always), "cuda"/"cudnn" when built and a device is present. Throws std::runtime_error otherwise
+// (also for options out of range).
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options);
+inline std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
+  BackendOptions options;
+  options.threads = threads;
+  return make_backend(name, options);
+}
 std::vector<std::string> known_backends();
 // Usable CUDA devices: 0 in a build without the CUDA backend or on a machine without a GPU.
 int cuda_device_count();

@@ -105,8 +105,8 @@ void print_timing(const StudyResult& result) {
   }
 }
 
-int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name, int threads,
-             const std::string& data_dir, const std::string& out_json, const std::string& out_csv, bool quiet) {
+int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
+             const BackendOptions& backend_options, const std::string& data_dir, const std::string& out_json, const std::string& out_csv, bool quiet) {
   Dataset data = load_dataset(data_dir);
   for (float p : ps) {
     cfg.spurious.p = p;
@@ -114,7 +114,7 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
   }
   if (!out_json.empty()) check_writable(out_json);
   if (!out_csv.empty()) check_writable(out_csv);
-  std::unique_ptr<Backend> backend = make_backend(backend_name, threads);
+  std::unique_ptr<Backend> backend = make_backend(backend_name, backend_options);
   RunEnvironment env{backend->name(), backend->device(), backend->threads()};
 
   nlohmann::json doc, sweep = nlohmann::json::array();
@@ -225,7 +225,8 @@ int run_cli(int argc, char** argv) {
   std::string p_list = "0.9", l1_grid = CLI::detail::join(cfg.dfr.l1_grid, ","), gammas = CLI::detail::join(cfg.afr.gammas, ","),
               lambdas = CLI::detail::join(cfg.afr.lambdas, ","), stage1_steps;
   bool no_saliency = false;
-  int threads = 0;
+  BackendOptions backend_options;
+  bool no_graphs = false;
   bool quiet = false;
   app.add_option("--seeds", cfg.seeds, "Number of seeds trained in parallel")->capture_default_str();
   app.add_option("--steps", cfg.steps, "Training steps per seed")->capture_default_str();
@@ -244,8 +245,24 @@ int run_cli(int argc, char** argv) {
   app.add_option("--seed", cfg.seed, "Base seed of every random stream")->capture_default_str();
   app.add_option("--eval-every", cfg.eval_every, "Evaluate (and record curves) every N steps")->capture_default_str();
   app.add_flag("--fixed-order", cfg.fixed_order, "Use the reference's fixed batch order instead of reshuffling");
-  app.add_option("--threads", threads, "CPU threads (0 = all)")->capture_default_str();
-  app.add_option("--backend", backend, "Backend: cpu, cuda, cudnn")->capture_default_str();
+  app.add_option("--threads", backend_options.threads, "CPU threads (0 = all)")->capture_default_str();
+  app.add_option("--backend", backend, "Backend: cpu, cuda (our kernels), cudnn (the cuDNN/cuBLAS baseline)")
+      ->capture_default_str();
+  CLI::Option* streams_opt =
+      app.add_option("--streams", backend_options.streams,
+                     "cuda: split the seeds into this many groups, each trained on its own CUDA stream")
+          ->capture_default_str();
+  CLI::Option* per_seed_opt =
+      app.add_flag("--stream-per-seed", backend_options.stream_per_seed,
+                   "cuda: one stream per seed, no batching across seeds (shows what batching buys)")
+          ->excludes(streams_opt);
+  CLI::Option* no_graphs_opt =
+      app.add_flag("--no-graphs", no_graphs, "cuda: launch every kernel of a step instead of replaying a CUDA graph");
+  CLI::Option* cudnn_conv_opt =
+      app.add_option("--cudnn-conv", backend_options.cudnn_conv,
+                     "cudnn: 'grouped' (one grouped convolution over all seeds) or 'per-seed' (one per seed)")
+          ->check(CLI::IsMember({"grouped", "per-seed"}))
+          ->capture_default_str();
   app.add_option("--data", data_dir,
                  "Folder with x_train.npy, y_train.npy, x_test.npy, y_test.npy (as `generate` writes) or the raw x_train.f32, "
                  "y_train.i32, x_test.f32, y_test.i32 (default: the embedded MNIST-1D)");
@@ -309,8 +326,15 @@ int run_cli(int argc, char** argv) {
     if (!stage1_steps.empty()) cfg.afr_stage1_steps = parse_list<int>("--afr-stage1-steps", stage1_steps);
     cfg.saliency = !no_saliency;
     const std::vector<float> ps = parse_list<float>("--p", p_list);
-    if (threads < 0) throw std::invalid_argument("--threads must be 0 (all) or a positive integer");
-    return run_main(cfg, ps, backend, threads, data_dir, out_json, out_csv, quiet);
+    if (backend_options.threads < 0) throw std::invalid_argument("--threads must be 0 (all) or a positive integer");
+    if (backend_options.streams < 1) throw std::invalid_argument("--streams must be a positive integer");
+    for (const CLI::Option* o : {streams_opt, per_seed_opt, no_graphs_opt})
+      if (o->count() > 0 && backend != "cuda")
+        throw std::invalid_argument(o->get_name() + " applies to --backend cuda only");
+    if (cudnn_conv_opt->count() > 0 && backend != "cudnn")
+      throw std::invalid_argument("--cudnn-conv applies to --backend cudnn only");
+    backend_options.graphs = !no_graphs;
+    return run_main(cfg, ps, backend, backend_options, data_dir, out_json, out_csv, quiet);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
     return 1;

@@ -77,7 +77,8 @@ TEST(Cli, HelpListsTheFlags) {
   Result r = run("--help");
   EXPECT_EQ(r.status, 0);
   for (const char* flag : {"--seeds", "--steps", "--p", "--methods", "--channels", "--lr", "--batch", "--seed",
-                           "--threads", "--backend", "--data", "--out", "--csv", "dataset"})
+                           "--threads", "--backend", "--streams", "--stream-per-seed", "--no-graphs", "--cudnn-conv", "--data",
+                           "--out", "--csv", "dataset"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }
 
@@ -106,6 +107,13 @@ TEST(Cli, BadInputIsOneLineAndNoFile) {
   expect_clean_error("--afr-gammas ''", "--afr-gammas");
   expect_clean_error("--dfr-fraction 0", "--dfr-fraction");
   expect_clean_error("--afr-stage1-fraction 1", "--afr-stage1-fraction");
+  expect_clean_error("--streams 4", "--streams applies to --backend cuda only");
+  expect_clean_error("--no-graphs", "--no-graphs applies to --backend cuda only");
+  expect_clean_error("--stream-per-seed --backend cudnn", "--stream-per-seed applies to --backend cuda only");
+  expect_clean_error("--cudnn-conv per-seed", "--cudnn-conv applies to --backend cudnn only");
+  expect_clean_error("--backend cuda --streams 0", "--streams");
+  expect_clean_error("--backend cuda --streams 2 --stream-per-seed", "excludes");
+  expect_clean_error("--backend cudnn --cudnn-conv sideways", "sideways");
 }
 
 TEST(Cli, CudaBackendWithoutCuda) {

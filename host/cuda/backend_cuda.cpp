@@ -16,11 +16,17 @@ int cuda_devices() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const std::string& name, int threads) {
+std::unique_ptr<Backend> make_cuda_backend(const std::string& name, const BackendOptions& options) {
   if (cuda_devices() == 0)
     throw std::runtime_error("backend '" + name + "' needs a CUDA device, and none is usable on this machine");
-  if (name == "cuda") return make_cuda_kernels_backend(threads, CudaBackendOptions{});
-  if (name == "cudnn") throw std::runtime_error("backend '" + name + "' is not implemented yet (issue 3)");
+  if (name == "cuda") {
+    CudaBackendOptions o;
+    o.streams = options.streams;
+    o.stream_per_seed = options.stream_per_seed;
+    o.graphs = options.graphs;
+    return make_cuda_kernels_backend(options.threads, o);
+  }
+  if (name == "cudnn") return make_cudnn_backend(options);
   throw std::runtime_error("unknown CUDA backend '" + name + "' (known: cuda, cudnn)");
 }
 

@@ -9,7 +9,7 @@
 namespace sb {
 
 // Throws std::runtime_error with a one-line reason when no device is usable or the name is unknown.
-std::unique_ptr<Backend> make_cuda_backend(const std::string& name, int threads);
+std::unique_ptr<Backend> make_cuda_backend(const std::string& name, const BackendOptions& options);
 
 // Usable CUDA devices (0 when the driver or a device is missing; never throws).
 int cuda_devices();
@@ -29,5 +29,10 @@ struct CudaBackendOptions {
 // The "cuda" backend with explicit options; threads is what threads() reports (host loops beside the backend),
 // 0 = all cores. Throws std::runtime_error when no device is usable.
 std::unique_ptr<Backend> make_cuda_kernels_backend(int threads, const CudaBackendOptions& options = {});
+
+// The "cudnn" baseline (host/cuda/cudnn_backend.cpp): cuDNN convolutions, grouped over the seeds or one per seed
+// (options.cudnn_conv), cuBLAS GEMMs for the head. Throws std::runtime_error when no device is usable or the build
+// has no cuDNN.
+std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions& options);
 
 }  // namespace sb
