@@ -93,11 +93,13 @@ void print_cross_seed(const StudyResult& result) {
   }
 }
 
-void print_timing(const StudyResult& result) {
+void print_timing(const StudyResult& result, const ConvBaseShape& shape, int batch) {
   for (const auto& m : result.methods) {
     const MethodTiming& t = result.timing.at(m);
     std::printf("timing %-11s wall %7.2f s", m.c_str(), t.wall_s);
-    if (t.train_s > 0) std::printf("  %.0f seed-steps/s  %.4f s/epoch", t.seed_steps_per_s, t.epoch_s);
+    if (t.train_s > 0)
+      std::printf("  %.0f seed-steps/s  %.4f s/epoch  %.1f GFLOP/s", t.seed_steps_per_s, t.epoch_s,
+                  t.seed_steps_per_s * shape.train_step_flops() * batch * 1e-9);
     std::printf("  |");
     for (const StageTiming& st : t.stages)
       std::printf(" %s %.2f s%s", st.name.c_str(), st.s, st.shared ? " (shared)" : "");
@@ -131,7 +133,7 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
     if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
     std::cout << summary_table(cfg, result);
     print_cross_seed(result);
-    print_timing(result);
+    print_timing(result, ConvBaseShape{cfg.channels, data.length, data.classes}, cfg.batch);
     std::fflush(stdout);
     nlohmann::json j = results_json(cfg, data, env, result);
     csv += results_csv(result, ps[i], i == 0);

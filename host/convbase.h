@@ -41,6 +41,25 @@ struct ConvBaseShape {
     const double C = channels;
     return 2.0 * (C * l1() * k1 + C * C * k2 * l2() + C * C * k3 * l3() + double(classes) * feature_dim());
   }
+  // FLOPs of one training step per sample: the forward pass, the weight gradients (as many as the forward) and
+  // the input gradients (as many again, except conv1's, which nothing needs). Softmax and Adam are left out
+  // (under 0.5 %).
+  double train_step_flops() const { return 3.0 * forward_flops() - 2.0 * channels * l1() * k1; }
+  // Bytes one training step of one seed moves through device memory at batch B if every layer reads its inputs
+  // from memory and writes its outputs once (no fusion across layers, no reuse across layers through caches):
+  // per sample the batch gather, each layer's forward (input read, output written), the head and CE, each layer's
+  // backward (the upstream gradient and the saved input read for the weight gradient; the gradient read, the
+  // ReLU mask read and the input gradient written), and per seed the parameters read by forward and backward,
+  // the gradients written, and Adam's read of p, g, m, v and write of p, m, v. A floor for an unfused design,
+  // used to place measured rates against memory bandwidth.
+  double train_step_bytes(int B) const {
+    const double L = length, C = channels, F = feature_dim(), K = classes, a1 = C * l1(), a2 = C * l2();
+    const double gather = 2 * L, forward = (L + a1) + (a1 + a2) + (a2 + F) + (F + K), ce = 2 * K;
+    const double head_back = (K + F) + (K + 2 * F);
+    const double conv3_back = (F + a2) + (F + 2 * a2), conv2_back = (a2 + a1) + (a2 + 2 * a1), conv1_back = a1 + L;
+    const double per_sample = gather + forward + ce + head_back + conv3_back + conv2_back + conv1_back;
+    return 4.0 * (B * per_sample + 10.0 * double(num_params()));
+  }
 };
 
 // PyTorch-default initialisation (kaiming-uniform with a = sqrt(5)): every weight and bias of a layer

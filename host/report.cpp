@@ -192,6 +192,12 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
                       {"seed_steps_per_s", t.seed_steps_per_s},
                       {"epoch_s", t.epoch_s},
                       {"stages", stages}};
+    if (t.seed_steps_per_s > 0) {
+      const double flops = shape.train_step_flops() * cfg.batch, bytes = shape.train_step_bytes(cfg.batch);
+      timing[method]["flops_per_seed_step"] = flops;
+      timing[method]["bytes_per_seed_step"] = bytes;
+      timing[method]["gflop_per_s"] = flops * t.seed_steps_per_s * 1e-9;
+    }
     const MethodCrossSeed& c = result.cross_seed.at(method);
     json& cm = cross[method];
     cm["underspecification"] = c.underspecification;

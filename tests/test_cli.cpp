@@ -188,6 +188,11 @@ TEST(Cli, ResultsJsonHasTheSchema) {
   for (const char* method : {"erm-base", "erm", "afr"}) {
     EXPECT_GT(j["timing"][method]["seed_steps_per_s"].get<double>(), 0.0);
     EXPECT_GT(j["timing"][method]["epoch_s"].get<double>(), 0.0);
+    const double flops = j["timing"][method]["flops_per_seed_step"].get<double>();
+    EXPECT_DOUBLE_EQ(flops, 50 * 185750.0);  // --batch 50, C = 25 (see ConvBase.StepCostCountsEveryLayer)
+    EXPECT_GT(j["timing"][method]["bytes_per_seed_step"].get<double>(), 0.0);
+    EXPECT_NEAR(j["timing"][method]["gflop_per_s"].get<double>(),
+                flops * j["timing"][method]["seed_steps_per_s"].get<double>() * 1e-9, 1e-6);
   }
   EXPECT_EQ(j["cross_seed"]["afr"]["afr_p_histogram"]["counts"].size(), 20u);
   const std::string csv = slurp(dir / "r.csv");

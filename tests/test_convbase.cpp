@@ -228,6 +228,19 @@ void check_conv_layer(const ConvCase& c) {
   expect_grad_near("conv input", ax, nx);
 }
 
+// Multiply-adds per sample, layer by layer (lengths 40 -> 19 -> 10 -> 5, C = 25, 10 classes):
+//   conv1 19*25*1*5 = 2375, conv2 10*25*25*3 = 18750, conv3 5*25*25*3 = 9375, head 125*10 = 1250.
+// A step is forward + weight gradients + input gradients of all but conv1: 2 * (3 * 31750 - 2375) FLOPs.
+TEST(ConvBase, StepCostCountsEveryLayer) {
+  const ConvBaseShape s{25, 40, 10};
+  EXPECT_DOUBLE_EQ(s.forward_flops(), 2.0 * 31750);
+  EXPECT_DOUBLE_EQ(s.train_step_flops(), 2.0 * (3 * 31750 - 2375));
+  // Bytes: per sample 2*40 (gather), forward 40+475 + 475+250 + 250+125 + 125+10, CE 20, head 10+125 + 10+250,
+  // conv3 125+250 + 125+500, conv2 250+475 + 250+950, conv1 475+40: 5685 floats; per seed 10 * 5210 parameters.
+  EXPECT_EQ(s.num_params(), 5210u);
+  EXPECT_DOUBLE_EQ(s.train_step_bytes(100), 4.0 * (100 * 5685.0 + 10 * 5210.0));
+}
+
 TEST(CpuLayers, Conv1dForwardAndGradients) {
   const ConvCase cases[] = {
       {1, 3, 5, 40, 3},   // conv1 of ConvBase
