@@ -4,15 +4,17 @@
 #   bash scripts/gpu-check.sh --print-ld-path [CARRY_DIR]   (prints the LD_LIBRARY_PATH our binaries need there)
 # Steps (each under `timeout`; a failure is recorded and the script goes on):
 #   nvidia-smi and versions -> GPU tests (sb_tests, suites named *Cuda*/*Gpu*/...) -> bench_kernels (JSON) ->
-#   bench_spurious --backend cuda, --backend cudnn (SEEDS x STEPS, METHODS) -> PyTorch peer loop (10 x 1000)
+#   bench_spurious --backend cuda, --backend cudnn (SEEDS x STEPS, METHODS), then unbatched: cudnn per-seed
+#   convolutions and cuda with a stream per seed (SEEDS x UNBATCHED_STEPS, erm-base) -> PyTorch peer loop (10 x 1000)
 #   and vmap (100 x 1000) on --device cuda
 # Writes OUT_DIR/gpu-report-DATE.md, OUT_DIR/DATE.json and OUT_DIR/gpu-logs-DATE.tar.gz (every log and raw JSON;
 # three files, the device tool returns at most eight). Exit 0 only when every step passed.
 # Build the carry folder HERE with scripts/gpu-pack.sh; docs/gpu/README.md has the procedure.
 #
 # Env (defaults): SEEDS=100 STEPS=6000 METHODS=erm-base,erm  PEER_STEPS=1000 PEER_LOOP_SEEDS=10
-#   PEER_VMAP_SEEDS=100  BUDGET_S=480 (whole script; later steps get what is left)  T_TESTS=90 T_KERNELS=60
-#   T_BENCH=120 (each backend)  T_PEER_LOOP=90 T_PEER_VMAP=60  GTEST_FILTER (GPU suites)  KERNELS_ARGS (extra
+#   PEER_VMAP_SEEDS=100  BUDGET_S=540 (whole script; later steps get what is left)  T_TESTS=90 T_KERNELS=60
+#   T_BENCH=100 (cuda and cudnn each)  UNBATCHED_STEPS=500 T_BENCH_UNBATCHED=45 (cudnn --cudnn-conv per-seed and
+#   cuda --stream-per-seed: what batching the seeds buys)  T_PEER_LOOP=90 T_PEER_VMAP=60  GTEST_FILTER (GPU suites)  KERNELS_ARGS (extra
 #   bench_kernels flags)  PYTHON=python3  REPORT_DATE (default: today, UTC)  SB_BUILD_THERE=1 (no carried build:
 #   try cmake + ninja here; needs CLI11, nlohmann-json, GTest, Google Benchmark on this machine)
 set -uo pipefail
@@ -54,8 +56,9 @@ out=$(cd "$out" && pwd -P)
 
 SEEDS=${SEEDS:-100}; STEPS=${STEPS:-6000}; METHODS=${METHODS:-erm-base,erm}
 PEER_STEPS=${PEER_STEPS:-1000}; PEER_LOOP_SEEDS=${PEER_LOOP_SEEDS:-10}; PEER_VMAP_SEEDS=${PEER_VMAP_SEEDS:-100}
-BUDGET_S=${BUDGET_S:-480}
-T_TESTS=${T_TESTS:-90}; T_KERNELS=${T_KERNELS:-60}; T_BENCH=${T_BENCH:-120}
+BUDGET_S=${BUDGET_S:-540}
+T_TESTS=${T_TESTS:-90}; T_KERNELS=${T_KERNELS:-60}; T_BENCH=${T_BENCH:-100}
+T_BENCH_UNBATCHED=${T_BENCH_UNBATCHED:-45}; UNBATCHED_STEPS=${UNBATCHED_STEPS:-500}
 T_PEER_LOOP=${T_PEER_LOOP:-90}; T_PEER_VMAP=${T_PEER_VMAP:-60}
 GTEST_FILTER=${GTEST_FILTER:-'*Cuda*:*CUDA*:*cuda*:*Gpu*:*GPU*:*gpu*:*CuDnn*:*cudnn*:*CUDNN*'}
 KERNELS_ARGS=${KERNELS_ARGS:-}
@@ -224,14 +227,25 @@ else
   note kernels absent 0 0 0 "no bench_kernels in the carried build"
 fi
 
-# ---- 6. bench_spurious, both CUDA backends ------------------------------------------------------------------
-for backend in cuda cudnn; do
+# ---- 6. bench_spurious: both CUDA backends, then what batching buys ------------------------------------------
+# NAME|TIMEOUT|STEPS|METHODS|FLAGS. The unbatched runs (a convolution or a stream per seed) are much slower:
+# fewer steps, one method.
+bench_runs=(
+  "cuda|$T_BENCH|$STEPS|$METHODS|--backend cuda"
+  "cudnn|$T_BENCH|$STEPS|$METHODS|--backend cudnn"
+  "cudnn-per-seed|$T_BENCH_UNBATCHED|$UNBATCHED_STEPS|erm-base|--backend cudnn --cudnn-conv per-seed"
+  "cuda-stream-per-seed|$T_BENCH_UNBATCHED|$UNBATCHED_STEPS|erm-base|--backend cuda --stream-per-seed"
+)
+for run in "${bench_runs[@]}"; do
+  IFS='|' read -r name t steps methods flags <<<"$run"
   if [[ -n $bin ]]; then
-    step "bench_$backend" "$T_BENCH" env LD_LIBRARY_PATH="$ld" "$bin/bench_spurious" --backend "$backend" \
-      --seeds "$SEEDS" --steps "$STEPS" --methods "$METHODS" --out "$work/bench_$backend.json"
+    # shellcheck disable=SC2086
+    step "bench_$name" "$t" env LD_LIBRARY_PATH="$ld" "$bin/bench_spurious" $flags --seeds "$SEEDS" --steps "$steps" \
+      --methods "$methods" --out "$work/bench_$name.json"
   else
-    note "bench_$backend" failed 127 0 0 "no bench_spurious"
+    note "bench_$name" failed 127 0 0 "no bench_spurious"
   fi
+  printf '%s\t%s\t%s\t%s\n' "$name" "$steps" "$methods" "$flags" >>"$work/bench_runs.tsv"
 done
 
 # ---- 7. The PyTorch peer on the same GPU ----------------------------------------------------------------------
@@ -252,7 +266,7 @@ fi
 
 # ---- 8. Report -------------------------------------------------------------------------------------------------
 [[ -f $carry/manifest.json ]] && cp "$carry/manifest.json" "$work/carry-manifest.json"
-export SEEDS STEPS METHODS PEER_STEPS PEER_LOOP_SEEDS PEER_VMAP_SEEDS GTEST_FILTER BUDGET_S fallback_used
+export SEEDS STEPS METHODS UNBATCHED_STEPS PEER_STEPS PEER_LOOP_SEEDS PEER_VMAP_SEEDS GTEST_FILTER BUDGET_S fallback_used
 "$PYTHON" - "$work" "$out" "$date" "$((SECONDS - start))" <<'PY'
 import json, os, re, sys, datetime
 work, out, date, elapsed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -321,22 +335,42 @@ def progress(errlog):  # last progress line per method: "[erm] step 500/6000 ...
         p[m.group(1)] = {"step": int(m.group(2)), "steps": int(m.group(3)), "seed_steps_per_s": float(m.group(4))}
     return p
 
+# The GPU's fp32 peak: SMs x 128 FP32 lanes (sm_80 and later) x 2 FLOPs (FMA) x the maximum SM clock.
+peak = None
+try:
+    # the header is "clocks.max.sm [MHz]" or, on some drivers, "clocks.max.streaming_multiprocessor [MHz]"
+    mhz = float(next(v for k, v in device.get("state", {}).items() if k.startswith("clocks.max.s")).split()[0])
+    if device.get("multiprocessors"):
+        peak = device["multiprocessors"] * 128 * 2 * mhz * 1e6
+        device["fp32_peak_tflops"] = round(peak * 1e-12, 2)
+except (ValueError, IndexError, StopIteration):
+    pass
+
 bench = {}
-for b in ("cuda", "cudnn"):
+for line in rd("bench_runs.tsv").splitlines():
+    b, steps_b, methods_b, flags_b = (line.split("\t") + ["", "", ""])[:4]
     s = st.get(f"bench_{b}", {})
     r = rjson(f"bench_{b}.json")
     e = {"status": s.get("status", "not_run"), "error": s.get("error") or None, "seconds": s.get("seconds"),
-         "seeds": int(E["SEEDS"]), "steps": int(E["STEPS"]), "methods": E["METHODS"].split(","),
+         "flags": flags_b, "seeds": int(E["SEEDS"]), "steps": int(steps_b or 0), "methods": methods_b.split(","),
          "seed_steps_per_s": None}
     if r:
         t = r.get("timing", {})
         e["device"] = r.get("environment", {}).get("device")
-        e["by_method"] = {m: {k: v[k] for k in ("seed_steps_per_s", "train_s", "wall_s", "eval_s", "epoch_s") if k in v}
+        e["by_method"] = {m: {k: v[k] for k in ("seed_steps_per_s", "train_s", "wall_s", "eval_s", "epoch_s",
+                                                "flops_per_seed_step", "bytes_per_seed_step", "gflop_per_s") if k in v}
                           for m, v in t.items()}
         first = "erm-base" if "erm-base" in t else next(iter(t), None)
         if first and t[first].get("seed_steps_per_s"):
             e["seed_steps_per_s"] = t[first]["seed_steps_per_s"]
             e["seed_steps_per_s_method"] = first
+            if t[first].get("gflop_per_s") is not None:
+                e["gflop_per_s"] = t[first]["gflop_per_s"]
+                e["flops_per_seed_step"] = t[first].get("flops_per_seed_step")
+                e["bytes_per_seed_step"] = t[first].get("bytes_per_seed_step")
+                e["gbyte_per_s"] = e["bytes_per_seed_step"] * e["seed_steps_per_s"] * 1e-9
+                if peak:
+                    e["fp32_peak_fraction"] = e["gflop_per_s"] * 1e9 / peak
         e["accuracy"] = {m: {k: sset(v) for k, v in sets.items()} for m, sets in r.get("summary", {}).items()}
     else:
         pr = progress(rd(f"bench_{b}.err"))
@@ -381,6 +415,14 @@ for b in bench:
         if a and c and not bench[b].get("partial"):  # a timed-out run's progress rate is no result
             ratios[f"{b}_vs_peer_{mode}"] = round(a / c, 2)
 
+# Throughput against seeds and channels: bench_kernels' whole training steps (BM_train_step*/S/C).
+scaling = []
+for bm in (kernels or {}).get("benchmarks", []):
+    m = re.match(r"(BM_\w*train_step\w*)/(\d+)/(\d+)", bm.get("name", ""))
+    if m and bm.get("seed_steps_per_s"):
+        scaling.append({"benchmark": m.group(1), "seeds": int(m.group(2)), "channels": int(m.group(3)),
+                        "seed_steps_per_s": bm["seed_steps_per_s"], "label": bm.get("label")})
+
 fatal = {"failed", "timeout", "unavailable", "skipped"}
 ok = not any(s["status"] in fatal for s in steps)
 res = {
@@ -399,6 +441,7 @@ res = {
     "bench_spurious": bench,
     "peer": peer,
     "ratios": ratios,
+    "scaling": scaling,
     "kernels": kernels,
     "steps": steps,
 }
@@ -432,21 +475,34 @@ L += ["## Steps", "", "| step | status | seconds | timeout | error |", "|---|---
 for s in steps:
     L.append(f"| {s['step']} | {s['status']} | {s['seconds']:.1f} | {s['timeout_s'] or ''} | {(s['error'] or '').replace('|', '/')} |")
 L += ["", "## Throughput (seed-steps/s)", "",
-      "| run | seeds × steps | seed-steps/s | clean test accuracy | worst-group |", "|---|---|---|---|---|"]
+      "| run | seeds × steps | seed-steps/s | GFLOP/s | of fp32 peak | GB/s (unfused floor) | clean test accuracy | worst-group |",
+      "|---|---|---|---|---|---|---|---|"]
 for bk, e in bench.items():
     a, w = acc(e)
     tag = f" ({e.get('seed_steps_per_s_method')}{', partial: last progress line' if e.get('partial') else ''})" if e.get("seed_steps_per_s") else ""
-    L.append(f"| bench_spurious --backend {bk}{tag} | {e['seeds']} × {e['steps']} | {f(e['seed_steps_per_s'])} | {a} | {w} |")
+    frac = f"{100 * e['fp32_peak_fraction']:.1f} %" if e.get("fp32_peak_fraction") else "—"
+    L.append(f"| bench_spurious {e['flags']}{tag} | {e['seeds']} × {e['steps']} | {f(e['seed_steps_per_s'])} | "
+             f"{f(e.get('gflop_per_s'))} | {frac} | {f(e.get('gbyte_per_s'))} | {a} | {w} |")
 for mode, e in peer.items():
     a, w = acc(e)
-    L.append(f"| PyTorch peer --mode {mode} | {f(e.get('seeds'))} × {f(e.get('steps'))} | {f(e['seed_steps_per_s'])} | {a} | {w} |")
+    L.append(f"| PyTorch peer --mode {mode} | {f(e.get('seeds'))} × {f(e.get('steps'))} | {f(e['seed_steps_per_s'])} | | | | {a} | {w} |")
+fl = next((e["flops_per_seed_step"] for e in bench.values() if e.get("flops_per_seed_step")), None)
+by = next((e["bytes_per_seed_step"] for e in bench.values() if e.get("bytes_per_seed_step")), None)
+if fl:
+    L += ["", f"Per seed-step (batch 100): {fl / 1e6:.2f} MFLOP and {by / 1e6:.2f} MB of unfused memory traffic "
+          "(`ConvBaseShape::train_step_flops/bytes`); fp32 peak "
+          + (f"{device['fp32_peak_tflops']} TFLOP/s (SMs × 128 × 2 × max SM clock)." if peak else "unknown (no SM count or clock).")]
+if scaling:
+    L += ["", "### Scaling with seeds and channels (bench_kernels, training steps only)", "",
+          "| benchmark | seeds | channels | seed-steps/s |", "|---|---|---|---|"]
+    L += [f"| {x['benchmark']} | {x['seeds']} | {x['channels']} | {f(x['seed_steps_per_s'])} |" for x in scaling]
 if ratios:
     L += ["", "Ratios: " + ", ".join(f"{k} **{v}×**" for k, v in ratios.items()) + "."]
 L += ["", "bench_spurious rates are training steps only (`timing.<method>.seed_steps_per_s`); the peer's include its "
       "final evaluation. The peer trains on clean data (p = 0), like `erm-base`."]
 for bk, e in bench.items():
     if e.get("by_method"):
-        L += ["", f"### bench_spurious --backend {bk} ({e.get('device') or ''})", "",
+        L += ["", f"### bench_spurious {e['flags']} ({e.get('device') or ''})", "",
               "| method | seed-steps/s | train s | wall s | s/epoch |", "|---|---|---|---|---|"]
         for m, t in e["by_method"].items():
             L.append(f"| {m} | {f(t.get('seed_steps_per_s'))} | {f(t.get('train_s'), 2)} | {f(t.get('wall_s'), 2)} | {f(t.get('epoch_s'), 4)} |")
