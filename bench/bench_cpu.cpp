@@ -51,7 +51,7 @@ void BM_train_step(benchmark::State& state) {
   const double steps = double(state.iterations()) * S;
   state.counters["seed_steps_per_s"] = benchmark::Counter(steps, benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] =
-      benchmark::Counter(3.0 * shape.forward_flops() * kBatch * steps * 1e-9, benchmark::Counter::kIsRate);
+      benchmark::Counter(shape.train_step_flops() * kBatch * steps * 1e-9, benchmark::Counter::kIsRate);
   state.SetLabel(std::string(sb::simd_level_name(sb::simd_level())) + " kernels");
 }
 
