@@ -3,7 +3,8 @@
 #   bash scripts/gpu-check.sh [CARRY_DIR=carry] [OUT_DIR=$OUT, else out/gpu-check]
 #   bash scripts/gpu-check.sh --print-ld-path [CARRY_DIR]   (prints the LD_LIBRARY_PATH our binaries need there)
 # Steps (each under `timeout`; a failure is recorded and the script goes on):
-#   nvidia-smi and versions -> GPU tests (sb_tests, suites named *Cuda*/*Gpu*/...) -> bench_kernels (JSON) ->
+#   nvidia-smi and versions -> GPU tests (sb_tests, suites named *Cuda*/*Gpu*/...) -> compute-sanitizer memcheck
+#   and racecheck over the kernel tests (if installed) -> bench_kernels (JSON) ->
 #   bench_spurious --backend cuda, --backend cudnn (SEEDS x STEPS, METHODS), then unbatched: cudnn per-seed
 #   convolutions and cuda with a stream per seed (SEEDS x UNBATCHED_STEPS, erm-base) -> PyTorch peer loop (10 x 1000)
 #   and vmap (100 x 1000) on --device cuda
@@ -14,7 +15,8 @@
 # Env (defaults): SEEDS=100 STEPS=6000 METHODS=erm-base,erm  PEER_STEPS=1000 PEER_LOOP_SEEDS=10
 #   PEER_VMAP_SEEDS=100  BUDGET_S=540 (whole script; later steps get what is left)  T_TESTS=90 T_KERNELS=60
 #   T_BENCH=100 (cuda and cudnn each)  UNBATCHED_STEPS=500 T_BENCH_UNBATCHED=45 (cudnn --cudnn-conv per-seed and
-#   cuda --stream-per-seed: what batching the seeds buys)  T_PEER_LOOP=90 T_PEER_VMAP=60  GTEST_FILTER (GPU suites)  KERNELS_ARGS (extra
+#   cuda --stream-per-seed: what batching the seeds buys)  T_PEER_LOOP=90 T_PEER_VMAP=60  T_SANITIZER=60 (each
+#   tool)  SANITIZER_FILTER  GTEST_FILTER (GPU suites)  KERNELS_ARGS (extra
 #   bench_kernels flags)  PYTHON=python3  REPORT_DATE (default: today, UTC)  SB_BUILD_THERE=1 (no carried build:
 #   try cmake + ninja here; needs CLI11, nlohmann-json, GTest, Google Benchmark on this machine)
 set -uo pipefail
@@ -60,6 +62,8 @@ BUDGET_S=${BUDGET_S:-540}
 T_TESTS=${T_TESTS:-90}; T_KERNELS=${T_KERNELS:-60}; T_BENCH=${T_BENCH:-100}
 T_BENCH_UNBATCHED=${T_BENCH_UNBATCHED:-45}; UNBATCHED_STEPS=${UNBATCHED_STEPS:-500}
 T_PEER_LOOP=${T_PEER_LOOP:-90}; T_PEER_VMAP=${T_PEER_VMAP:-60}
+T_SANITIZER=${T_SANITIZER:-60}
+SANITIZER_FILTER=${SANITIZER_FILTER:-'CudaKernels.*:CudaConv1dSplit.*:SpuriousCuda.*Matches*:SpuriousCuda.EveryOutputIsWritten'}
 GTEST_FILTER=${GTEST_FILTER:-'*Cuda*:*CUDA*:*cuda*:*Gpu*:*GPU*:*gpu*:*CuDnn*:*cudnn*:*CUDNN*'}
 KERNELS_ARGS=${KERNELS_ARGS:-}
 date=${REPORT_DATE:-$(date -u +%F)}
@@ -215,6 +219,18 @@ if [[ -n $bin && -x $bin/sb_tests ]]; then
   fi
 else
   note tests failed 127 0 0 "no sb_tests"
+fi
+
+# ---- 4b. compute-sanitizer over the kernel tests (memcheck: out-of-bounds and misaligned accesses, racecheck:
+# shared-memory hazards), where the machine has it. Kernel tests only: the sanitizers slow kernels ~100x.
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [[ -n $bin && -x $bin/sb_tests && -n $san ]]; then
+  for tool in memcheck racecheck; do
+    step "sanitizer_$tool" "$T_SANITIZER" env LD_LIBRARY_PATH="$ld" "$san" --tool "$tool" --error-exitcode 3 \
+      "$bin/sb_tests" --gtest_filter="$SANITIZER_FILTER" --gtest_color=no
+  done
+else
+  note sanitizer absent 0 0 0 "no compute-sanitizer on this machine (or no sb_tests)"
 fi
 
 # ---- 5. bench_kernels ---------------------------------------------------------------------------------------
