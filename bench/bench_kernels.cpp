@@ -1,7 +1,11 @@
-// Throughput of the CUDA kernels (kernels/) and of the cuda backend's training step (issue 3):
+// Throughput of the CUDA kernels (kernels/) and of the cuda backend's training step (issue 3), beside cuDNN:
 //   BM_conv_forward / BM_conv_backward   conv2 of ConvBase (C -> C, k3, L 19 -> 10), batch 100, args (S, C)
+//   BM_cudnn_conv_forward / _backward    the same conv2 through cuDNN, /grouped (one grouped convolution over the
+//                                        seeds) or /per_seed (a convolution per seed), as the cudnn backend runs it
 //   BM_train_step                        forward + CE + backward + Adam of S seeds, C = 25 (or C), batch 100
 //   BM_train_step_stream_per_seed        the same with one stream (and graph) per seed: what batching buys
+//   BM_train_step_cudnn                  the same step on the cudnn backend (/grouped, /per_seed)
+// (The cuDNN entries exist in builds with cuDNN.)
 //   bench_kernels --benchmark_min_time=0.2 --benchmark_format=json
 // GPU time is measured, not host time (UseManualTime): kernels with CUDA events around kLaunches launches, training
 // steps by wall clock over kSteps steps ending in a device sync (train_step without a loss never waits, so the host
@@ -9,6 +13,7 @@
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -23,6 +28,10 @@
 #include "cuda_check.h"
 #include "device_memory.h"
 #include "philox.h"
+
+#ifdef SB_HAVE_CUDNN
+#include <cudnn.h>
+#endif
 
 namespace {
 
@@ -115,10 +124,145 @@ void BM_conv_backward(benchmark::State& state) {
       2.0 * c.flops(), c.d.S);
 }
 
-// A cuda backend with S freshly initialised seeds and random training data, and kBatches batches of rows.
+#ifdef SB_HAVE_CUDNN
+// conv2 through cuDNN as the cudnn backend (host/cuda/cudnn_backend.cpp) runs it: a 2-D convolution with H = 1,
+// padding (0, 1), stride (1, 2), fp32 FMA math (no TF32), the first deterministic algorithm of cuDNN's heuristics,
+// and the workspace it needs. Grouped: one call over (B, S*C, 1, L) with the S filters as one grouped filter
+// (S*C, C, 1, 3), group count S; per seed: S calls on (B, C, 1, L). Weights and biases tensor-major, w (S, C, C, 3)
+// then bias (S, C), in Conv2Setup's params; the layouts differ from our kernels', the sizes do not. Failures throw
+// (SB_CUDNN_CHECK of cuda_check.h).
+
+template <class Perf>
+Perf first_deterministic(const Perf* perf, int count) {
+  for (int i = 0; i < count; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+        (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
+      return perf[i];
+  throw std::runtime_error("cuDNN offers no deterministic fp32 algorithm");
+}
+
+struct CudnnConv2 {
+  CudnnConv2(const Conv2Setup& c, bool grouped_) : grouped(grouped_), S(c.d.S) {
+    const int G = grouped ? S : 1, B = c.d.B, C = c.d.cin;
+    SB_CUDNN_CHECK(cudnnCreate(&handle));  // on the default stream, which time_launches records
+    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
+    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
+    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bias));
+    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_all));
+    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y_all));
+    SB_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
+    SB_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
+    SB_CUDNN_CHECK(cudnnCreateActivationDescriptor(&relu));
+    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, G * C, 1, c.d.lin));
+    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, G * C, 1, c.d.lout()));
+    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, G * C, 1, 1));
+    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_all, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, S * B, C, 1, c.d.lin));
+    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_all, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, S * B, C, 1, c.d.lout()));
+    SB_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, G * C, C, 1, c.d.K));
+    SB_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, 0, sb::ConvBaseShape::pad, 1, sb::ConvBaseShape::stride, 1, 1,
+                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    SB_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH));
+    SB_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, G));
+    SB_CUDNN_CHECK(cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
+    int n = 0;
+    cudnnConvolutionFwdAlgoPerf_t fp[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    SB_CUDNN_CHECK(
+        cudnnGetConvolutionForwardAlgorithm_v7(handle, x, w, conv, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, fp));
+    fwd = first_deterministic(fp, n).algo;
+    cudnnConvolutionBwdDataAlgoPerf_t dp[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, w, y, conv, x,
+                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dp));
+    bwd_data = first_deterministic(dp, n).algo;
+    cudnnConvolutionBwdFilterAlgoPerf_t wp[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, x, y, conv, w,
+                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wp));
+    bwd_filter = first_deterministic(wp, n).algo;
+    size_t a = 0, b = 0, f = 0;
+    SB_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, conv, y, fwd, &a));
+    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, conv, x, bwd_data, &b));
+    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, conv, w, bwd_filter, &f));
+    workspace = sb::gpu::DeviceArray<unsigned char>(std::max({a, b, f}));
+  }
+  ~CudnnConv2() {
+    cudnnDestroyActivationDescriptor(relu);
+    cudnnDestroyConvolutionDescriptor(conv);
+    cudnnDestroyFilterDescriptor(w);
+    for (cudnnTensorDescriptor_t t : {x, y, bias, x_all, y_all}) cudnnDestroyTensorDescriptor(t);
+    cudnnDestroy(handle);
+  }
+  CudnnConv2(const CudnnConv2&) = delete;
+  CudnnConv2& operator=(const CudnnConv2&) = delete;
+
+  // out = ReLU(conv(in) + bias), as conv1d_forward with relu.
+  void forward(Conv2Setup& c) {
+    const float one = 1.0f, zero = 0.0f;
+    const int calls = grouped ? 1 : S;
+    const size_t in_seed = size_t(c.d.B) * c.d.cin * c.d.lin, out_seed = size_t(c.d.B) * c.d.cout * c.d.lout();
+    const size_t w_seed = size_t(c.d.cout) * c.d.cin * c.d.K, w_all = size_t(S) * w_seed;
+    for (int s = 0; s < calls; ++s) {
+      SB_CUDNN_CHECK(cudnnConvolutionForward(handle, &one, x, c.in.data() + s * in_seed, w,
+                                             c.params.data() + s * w_seed, conv, fwd, workspace.data(),
+                                             workspace.size(), &zero, y, c.out.data() + s * out_seed));
+      SB_CUDNN_CHECK(cudnnAddTensor(handle, &one, bias, c.params.data() + w_all + size_t(s) * c.d.cout, &one, y,
+                                    c.out.data() + s * out_seed));
+    }
+    SB_CUDNN_CHECK(cudnnActivationForward(handle, relu, &one, y_all, c.out.data(), &zero, y_all, c.out.data()));
+  }
+
+  // din = ReLU mask (of in) applied to the input gradient; dw, dbias: as conv1d_backward_input (masked) and
+  // conv1d_backward_weights.
+  void backward(Conv2Setup& c) {
+    const float one = 1.0f, zero = 0.0f;
+    const int calls = grouped ? 1 : S;
+    const size_t in_seed = size_t(c.d.B) * c.d.cin * c.d.lin, out_seed = size_t(c.d.B) * c.d.cout * c.d.lout();
+    const size_t w_seed = size_t(c.d.cout) * c.d.cin * c.d.K, w_all = size_t(S) * w_seed;
+    for (int s = 0; s < calls; ++s) {
+      const float* dy = c.dout.data() + s * out_seed;
+      SB_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, w, c.params.data() + s * w_seed, y, dy, conv, bwd_data,
+                                                  workspace.data(), workspace.size(), &zero, x,
+                                                  c.din.data() + s * in_seed));
+      SB_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, x, c.in.data() + s * in_seed, y, dy, conv, bwd_filter,
+                                                    workspace.data(), workspace.size(), &zero, w,
+                                                    c.grads.data() + s * w_seed));
+      SB_CUDNN_CHECK(cudnnConvolutionBackwardBias(handle, &one, y, dy, &zero, bias,
+                                                  c.grads.data() + w_all + size_t(s) * c.d.cout));
+    }
+    SB_CUDNN_CHECK(cudnnActivationBackward(handle, relu, &one, x_all, c.in.data(), x_all, c.din.data(), x_all,
+                                           c.in.data(), &zero, x_all, c.din.data()));
+  }
+
+  bool grouped;
+  int S;
+  cudnnHandle_t handle = nullptr;
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr, x_all = nullptr, y_all = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  cudnnActivationDescriptor_t relu = nullptr;
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  sb::gpu::DeviceArray<unsigned char> workspace;
+};
+
+void BM_cudnn_conv_forward(benchmark::State& state, bool grouped) {
+  if (!have_device(state)) return;
+  Conv2Setup c(int(state.range(0)), int(state.range(1)));
+  CudnnConv2 cd(c, grouped);
+  time_launches(state, [&] { cd.forward(c); }, c.flops(), c.d.S);
+}
+
+void BM_cudnn_conv_backward(benchmark::State& state, bool grouped) {
+  if (!have_device(state)) return;
+  Conv2Setup c(int(state.range(0)), int(state.range(1)));
+  CudnnConv2 cd(c, grouped);
+  time_launches(state, [&] { cd.backward(c); }, 2.0 * c.flops(), c.d.S);
+}
+#endif  // SB_HAVE_CUDNN
+
+// A backend with S freshly initialised seeds and random training data, and kBatches batches of rows.
 struct TrainSetup {
-  TrainSetup(int S, int C, const sb::CudaBackendOptions& options) : shape{C, kLength, kClasses} {
-    backend = sb::make_cuda_kernels_backend(0, options);
+  TrainSetup(int S, int C, std::unique_ptr<sb::Backend> backend_)
+      : shape{C, kLength, kClasses}, backend(std::move(backend_)) {
     const size_t P = shape.num_params();
     std::vector<float> params(size_t(S) * P);
     for (int s = 0; s < S; ++s) sb::convbase_init(shape, kSeed, uint32_t(s), params.data() + size_t(s) * P);
@@ -139,9 +283,11 @@ struct TrainSetup {
   std::vector<std::vector<int32_t>> batches;
 };
 
-void run_train_steps(benchmark::State& state, int S, int C, const sb::CudaBackendOptions& options) {
+// make() builds the backend (after the device check).
+template <class MakeBackend>
+void run_train_steps(benchmark::State& state, int S, int C, MakeBackend make) {
   if (!have_device(state)) return;
-  TrainSetup t(S, C, options);
+  TrainSetup t(S, C, make());
   size_t step = 0;
   for (int i = 0; i < 3; ++i) t.backend->train_step(t.batches[step++ % kBatches].data(), kBatch, 1e-2f, nullptr);
   sb::gpu::device_synchronize();  // warm: buffers allocated, graphs captured
@@ -157,33 +303,92 @@ void run_train_steps(benchmark::State& state, int S, int C, const sb::CudaBacken
   if (seconds > 0) {
     state.counters["seed_steps_per_s"] = S * steps / seconds;
     state.counters["samples_per_s"] = double(S) * kBatch * steps / seconds;
-    state.counters["GFLOP_per_s"] = 3.0 * t.shape.forward_flops() * S * kBatch * steps / seconds * 1e-9;
+    state.counters["GFLOP_per_s"] = t.shape.train_step_flops() * S * kBatch * steps / seconds * 1e-9;
   }
   state.SetLabel(t.backend->device());
 }
 
 void BM_train_step(benchmark::State& state) {
-  run_train_steps(state, int(state.range(0)), int(state.range(1)), sb::CudaBackendOptions{});
+  run_train_steps(state, int(state.range(0)), int(state.range(1)), [] { return sb::make_cuda_kernels_backend(0); });
 }
 
 void BM_train_step_stream_per_seed(benchmark::State& state) {
   sb::CudaBackendOptions options;
   options.stream_per_seed = true;
-  run_train_steps(state, int(state.range(0)), int(state.range(1)), options);
+  run_train_steps(state, int(state.range(0)), int(state.range(1)),
+                  [&] { return sb::make_cuda_kernels_backend(0, options); });
 }
+
+#ifdef SB_HAVE_CUDNN
+void BM_train_step_cudnn(benchmark::State& state, const char* conv_mode) {
+  sb::BackendOptions options;
+  options.cudnn_conv = conv_mode;
+  run_train_steps(state, int(state.range(0)), int(state.range(1)), [&] { return sb::make_cudnn_backend(options); });
+}
+#endif
 
 }  // namespace
 
 BENCHMARK(BM_conv_forward)->Args({100, 25})->Args({10, 256})->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_conv_backward)->Args({100, 25})->Args({10, 256})->UseManualTime()->Unit(benchmark::kMicrosecond);
+// Scaling over seeds 1..10000 at C = 25, and C = 256.
 BENCHMARK(BM_train_step)
     ->Args({1, 25})
     ->Args({10, 25})
     ->Args({100, 25})
     ->Args({1000, 25})
+    ->Args({10000, 25})
+    ->Args({10, 256})
+    ->Args({100, 256})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_train_step_stream_per_seed)
+    ->Args({10, 25})
+    ->Args({100, 25})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+#ifdef SB_HAVE_CUDNN
+BENCHMARK_CAPTURE(BM_cudnn_conv_forward, grouped, true)
+    ->Args({100, 25})
     ->Args({10, 256})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_train_step_stream_per_seed)->Args({10, 25})->Args({100, 25})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_cudnn_conv_forward, per_seed, false)
+    ->Args({100, 25})
+    ->Args({10, 256})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_cudnn_conv_backward, grouped, true)
+    ->Args({100, 25})
+    ->Args({10, 256})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_cudnn_conv_backward, per_seed, false)
+    ->Args({100, 25})
+    ->Args({10, 256})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_train_step_cudnn, grouped, "grouped")
+    ->Args({1, 25})
+    ->Args({10, 25})
+    ->Args({100, 25})
+    ->Args({1000, 25})
+    ->Args({10000, 25})
+    ->Args({10, 256})
+    ->Args({100, 256})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+// A convolution call per seed per layer and pass: S = 10000 would take minutes.
+BENCHMARK_CAPTURE(BM_train_step_cudnn, per_seed, "per-seed")
+    ->Args({1, 25})
+    ->Args({10, 25})
+    ->Args({100, 25})
+    ->Args({1000, 25})
+    ->Args({10, 256})
+    ->Args({100, 256})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+#endif
 
 BENCHMARK_MAIN();

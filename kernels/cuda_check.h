@@ -28,7 +28,8 @@ namespace sb {
   do {                                                                                             \
     const cublasStatus_t sb_st_ = (call);                                                          \
     if (sb_st_ != CUBLAS_STATUS_SUCCESS)                                                           \
-      ::sb::cuda_fail(#call, std::string("cuBLAS status ") + std::to_string(int(sb_st_)), __FILE__, __LINE__); \
+      ::sb::cuda_fail(#call, std::string(cublasGetStatusName(sb_st_)) + " (" + cublasGetStatusString(sb_st_) + ")", \
+                      __FILE__, __LINE__);                                                        \
   } while (0)
 
 #define SB_CUDNN_CHECK(call)                                                                   \

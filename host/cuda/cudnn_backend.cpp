@@ -1,12 +1,877 @@
-// The "cudnn" baseline backend (issue 3): not written yet.
+// The "cudnn" baseline backend (issue 3): ConvBase for S seeds through cuDNN convolutions and cuBLAS GEMMs, to set
+// beside our kernels (the "cuda" backend, host/cuda/cuda_backend.cpp). It mirrors that backend step by step and reuses
+// its kernels where the libraries have nothing to offer (gather, fused softmax CE, Adam, the saliency one-hot):
+//   gather -> conv1 -> conv2 -> conv3 -> head -> softmax CE -> head backward -> conv3..conv1 backward -> Adam
+//
+// The convolutions over the seeds run one of two ways (BackendOptions::cudnn_conv):
+//   grouped   one cuDNN call per layer and pass for all the seeds: the S filters of a layer are one grouped filter
+//             (S*Cout, Cin, 1, k) with group count S; activations are (B, S, C, L), i.e. NCHW with N = B,
+//             C = S*C, H = 1, W = L (group s reads channels [s*Cin, (s+1)*Cin) and writes [s*Cout, (s+1)*Cout)).
+//   per-seed  S calls per layer on (S, B, C, L), each seed's (B, C, 1, L) packed: what a loop over PyTorch models
+//             does. Only the convolutions (with their bias) loop; ReLU, the head, CE and Adam are batched in both
+//             modes, so the two differ in exactly what the benchmark asks about.
+// Conv1d(stride 2, padding 1) is a 2-D convolution with H = 1: padding (0, 1), stride (1, 2), cross-correlation
+// (PyTorch's "convolution"), fp32 data and compute.
+//
+// Device layouts (B samples per seed):
+//   params, grads, Adam m and v   tensor-major: for each tensor in state_dict order, the S seeds' copies one after
+//                                 another, so each layer's filters are the grouped filter as they lie (reset() and
+//                                 get_params() convert from / to the interface's (S, P); Adam is elementwise)
+//   x (S, B, L) as gathered       xc: conv1's input, (B, S, L) when grouped (cudnnTransformTensor), x itself per-seed
+//   a1, a2, a3 and d1, d2, d3     (B, S, C, Ll) grouped, (S, B, C, Ll) per-seed; a3 is the head input z (row b of
+//                                 seed s: F = C*L3 floats in PyTorch's flatten order either way)
+//   logits, dlogits (S, B, K)     written by the head GEMMs whatever the conv layout, as the fused CE kernel reads
+//
+// Numbers: fp32 throughout, no TF32 (CUDNN_FMA_MATH on every convolution; cuBLAS's default math does not use TF32
+// for SGEMM). Algorithms come from cuDNN's heuristics (cudnnGet*Algorithm_v7, not cudnnFind*, whose timing could
+// pick differently from one run to the next), keeping only those it reports deterministic, so running the same
+// seed twice gives the same bits. Plain launches on one stream (no graphs: a baseline); train_step without a loss
+// never waits for the device (step inputs go through pinned staging slots, as in the cuda backend).
 #include <stdexcept>
 
 #include "backend_cuda.h"
 
+#ifndef SB_HAVE_CUDNN
+
 namespace sb {
 
 std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
-  throw std::runtime_error("backend 'cudnn' is not implemented yet (issue 3)");
+  throw std::runtime_error(
+      "backend 'cudnn' is not available: this build has no cuDNN (install cuDNN 8 or newer, or point CUDNN_ROOT at "
+      "it, and reconfigure)");
 }
 
 }  // namespace sb
+
+#else  // SB_HAVE_CUDNN
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "adam.h"
+#include "backend.h"
+#include "convbase.h"
+#include "cuda_check.h"  // SB_CUDA_CHECK, SB_CUBLAS_CHECK, SB_CUDNN_CHECK: failures throw with file:line
+#include "device_memory.h"
+#include "gather.h"
+#include "nvtx.h"  // host/nvtx.h
+#include "softmax_ce.h"
+
+namespace sb {
+namespace {
+
+using gpu::DeviceArray;
+
+// ---- Owning handles (destructors ignore errors: they run during unwinding and at exit).
+
+// A cuDNN object with a create / destroy pair: the handle and every descriptor kind.
+template <class T, cudnnStatus_t (*Create)(T*), cudnnStatus_t (*Destroy)(T)>
+class CudnnObject {
+ public:
+  CudnnObject() { SB_CUDNN_CHECK(Create(&h_)); }
+  ~CudnnObject() {
+    if (h_) Destroy(h_);
+  }
+  CudnnObject(const CudnnObject&) = delete;
+  CudnnObject& operator=(const CudnnObject&) = delete;
+  T get() const { return h_; }
+
+ private:
+  T h_ = nullptr;
+};
+using CudnnHandle = CudnnObject<cudnnHandle_t, cudnnCreate, cudnnDestroy>;
+using TensorDesc = CudnnObject<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDesc = CudnnObject<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDesc =
+    CudnnObject<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
+using ActivationDesc =
+    CudnnObject<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
+using OpTensorDesc =
+    CudnnObject<cudnnOpTensorDescriptor_t, cudnnCreateOpTensorDescriptor, cudnnDestroyOpTensorDescriptor>;
+
+class CublasHandle {
+ public:
+  CublasHandle() { SB_CUBLAS_CHECK(cublasCreate(&h_)); }
+  ~CublasHandle() { cublasDestroy(h_); }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  cublasHandle_t get() const { return h_; }
+
+ private:
+  cublasHandle_t h_ = nullptr;
+};
+
+class StreamHandle {
+ public:
+  StreamHandle() { SB_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+  ~StreamHandle() { cudaStreamDestroy(s_); }
+  StreamHandle(const StreamHandle&) = delete;
+  StreamHandle& operator=(const StreamHandle&) = delete;
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+class EventHandle {
+ public:
+  EventHandle() { SB_CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
+  ~EventHandle() { cudaEventDestroy(e_); }
+  EventHandle(const EventHandle&) = delete;
+  EventHandle& operator=(const EventHandle&) = delete;
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
+};
+
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes) {
+    if (bytes) SB_CUDA_CHECK(cudaMallocHost(&p_, bytes));
+  }
+  ~PinnedBuffer() {
+    if (p_) cudaFreeHost(p_);
+  }
+  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    std::swap(p_, o.p_);  // the old buffer is freed with o
+    return *this;
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  unsigned char* data() const { return static_cast<unsigned char*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// ---- Descriptor helpers. Every tensor is 4-D NCHW float with H = 1.
+
+void set_packed(const TensorDesc& d, int n, int c, int w) {
+  SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, 1, w));
+}
+
+void set_strided(const TensorDesc& d, int n, int c, int w, int n_stride, int c_stride) {
+  SB_CUDNN_CHECK(cudnnSetTensor4dDescriptorEx(d.get(), CUDNN_DATA_FLOAT, n, c, 1, w, n_stride, c_stride, w, 1));
+}
+
+// The first of cuDNN's heuristic ranking that runs, is deterministic and uses fp32 FMA math (never tensor cores).
+template <class Perf>
+const Perf& first_deterministic(const Perf* perf, int count, const std::string& what) {
+  for (int i = 0; i < count; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+        (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
+      return perf[i];
+  throw std::runtime_error("cudnn backend: cuDNN offers no deterministic fp32 algorithm for " + what);
+}
+
+// One convolution layer at a batch size: descriptors for one call (all seeds grouped, or one seed) and algorithms.
+struct ConvLayer {
+  int cin = 0, cout = 0, k = 0, lin = 0, lout = 0;
+  TensorDesc x, y, bias;  // x (B, G*cin, 1, lin), y (B, G*cout, 1, lout), bias (1, G*cout, 1, 1); G = S or 1
+  TensorDesc y_all;       // the outputs of every seed, (S*B, cout, 1, lout): for the ReLU, elementwise
+  FilterDesc w;           // (G*cout, cin, 1, k): group g's filters are seed g's (cout, cin, k), PyTorch's layout
+  ConvDesc conv;
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  size_t workspace = 0;  // bytes: the most any of the three algorithms needs
+};
+
+// Everything cuDNN needs for passes over B samples per seed.
+struct Plan {
+  int B = 0;
+  ConvLayer layer[3];
+  TensorDesc x_seed_major;  // grouped: (S, B, L) seen as (B, S, 1, L): conv1's input before its layout change
+  TensorDesc z_conv;        // grouped: a3 as (B, S, 1, F), packed
+  TensorDesc z_seed_major;  // grouped: (S, B, F) seen as (B, S, 1, F): the features' layout change
+  TensorDesc x_flat;        // every seed's (B, L) inputs, (S*B, 1, 1, L) packed: for |saliency|, elementwise
+};
+
+// Activations and gradients of passes over up to `capacity` samples of every seed.
+struct PassBuffers {
+  int capacity = 0;
+  DeviceArray<float> x, xc, a1, a2, a3, d1, d2, d3, logits, dlogits;
+  DeviceArray<float> dxc, scratch;  // evaluation only: conv1's input gradient, and layout changes / |.|
+  DeviceArray<float> ones;          // (capacity) ones: the head's bias as a rank-1 GEMM, its gradient as a GEMV
+  DeviceArray<int32_t> labels;      // (S, capacity) in training, (capacity) shared in saliency
+};
+
+// A step's host inputs, as staged and as read on the device: the Adam scalars padded to 16 bytes, then the batch
+// rows (S, B) as int32 (as in the cuda backend).
+constexpr size_t kStepHeaderBytes = 16;
+static_assert(sizeof(gpu::AdamStepScalars) <= kStepHeaderBytes, "the step header holds the Adam scalars");
+constexpr int kStagingSlots = 4;  // the host may run this many steps ahead of the stream
+constexpr size_t kMaxPlans = 8;   // cached batch sizes (training, evaluation chunks); more and the cache restarts
+
+int cuda_device_or_throw() {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    throw std::runtime_error("backend 'cudnn' needs a CUDA device, and none is usable on this machine");
+  }
+  int device = 0;
+  SB_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+std::string cudnn_version_string() {
+  const size_t v = cudnnGetVersion();  // major*10000 + minor*100 + patch since cuDNN 9, major*1000 + ... before
+  const size_t major = v >= 90000 ? v / 10000 : v / 1000, minor = (v >= 90000 ? v % 10000 : v % 1000) / 100;
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(v % 100);
+}
+
+class CudnnBackend final : public Backend {
+ public:
+  explicit CudnnBackend(const BackendOptions& options)
+      : threads_(options.threads > 0 ? options.threads : std::max(1, omp_get_num_procs())) {
+    if (options.cudnn_conv != "grouped" && options.cudnn_conv != "per-seed")
+      throw std::invalid_argument("cudnn backend: convolution mode '" + options.cudnn_conv +
+                                  "' (known: grouped, per-seed)");
+    grouped_ = options.cudnn_conv == "grouped";
+    const int device = cuda_device_or_throw();
+    cudaDeviceProp prop{};
+    SB_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+    stream_ = std::make_unique<StreamHandle>();
+    cudnn_ = std::make_unique<CudnnHandle>();
+    cublas_ = std::make_unique<CublasHandle>();
+    SB_CUDNN_CHECK(cudnnSetStream(cudnn_->get(), stream_->get()));
+    SB_CUBLAS_CHECK(cublasSetStream(cublas_->get(), stream_->get()));
+    SB_CUBLAS_CHECK(cublasSetMathMode(cublas_->get(), CUBLAS_DEFAULT_MATH));  // fp32 SGEMM: no TF32
+    // ReLU keeps NaN (as relu_forward: 0 > x ? 0 : x); its backward passes dy where the output is positive.
+    relu_ = std::make_unique<ActivationDesc>();
+    SB_CUDNN_CHECK(cudnnSetActivationDescriptor(relu_->get(), CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
+    // |x| = max(x, -x), for saliency: cudnnOpTensor computes op(alpha1 A, alpha2 B) with A = B = x.
+    max_ = std::make_unique<OpTensorDesc>();
+    SB_CUDNN_CHECK(cudnnSetOpTensorDescriptor(max_->get(), CUDNN_OP_TENSOR_MAX, CUDNN_DATA_FLOAT, CUDNN_PROPAGATE_NAN));
+  }
+
+  ~CudnnBackend() override { cudaDeviceSynchronize(); }  // no buffer is freed under a running kernel
+
+  std::string name() const override { return "cudnn"; }
+  std::string device() const override {
+    return device_name_ + ", cuDNN " + cudnn_version_string() + (grouped_ ? " grouped conv" : " per-seed conv");
+  }
+  int threads() const override { return threads_; }
+
+  void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
+    if (S < 1) throw std::invalid_argument("cudnn backend: the number of seeds must be positive");
+    if (!params) throw std::invalid_argument("cudnn backend: null parameters");
+    ConvBaseWorkspace check(shape, 1);  // validates the shape with the CPU's message
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    plans_.clear();
+    train_ = PassBuffers{};
+    eval_ = PassBuffers{};
+    x_train_ = DeviceArray<float>{};
+    labels_train_ = DeviceArray<int32_t>{};
+    step_input_ = DeviceArray<unsigned char>{};
+    slots_.clear();
+
+    shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0, N_ = 0;
+    const size_t n = size_t(S) * P_;
+    std::vector<float> tensor_major(n);
+    to_tensor_major(params, tensor_major.data());
+    params_ = DeviceArray<float>(tensor_major);
+    grads_ = DeviceArray<float>(n);
+    m_ = DeviceArray<float>(n);
+    v_ = DeviceArray<float>(n);
+    gpu::fill_device_bytes(m_.data(), 0, n * sizeof(float));
+    gpu::fill_device_bytes(v_.data(), 0, n * sizeof(float));
+    train_loss_ = DeviceArray<float>(size_t(S));
+    loss_pinned_ = PinnedBuffer(size_t(S) * sizeof(float));
+  }
+
+  void get_params(float* params) const override {
+    require_reset();
+    const std::vector<float> tensor_major = params_.download();  // waits for the stream
+    to_seed_major(tensor_major.data(), params);
+  }
+
+  void set_train_data(const float* x, const int32_t* labels, int N) override {
+    require_reset();
+    if (N < 1) throw std::invalid_argument("cudnn backend: the training set is empty");
+    if (!x || !labels) throw std::invalid_argument("cudnn backend: null training data");
+    for (int i = 0; i < N; ++i)
+      if (labels[i] < 0 || labels[i] >= shape_.classes)
+        throw std::invalid_argument("cudnn backend: training label " + std::to_string(labels[i]) + " outside [0, " +
+                                    std::to_string(shape_.classes) + ")");
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    const size_t nx = size_t(S_) * N * shape_.length;
+    x_train_ = DeviceArray<float>(nx);
+    labels_train_ = DeviceArray<int32_t>(size_t(N));
+    gpu::copy_to_device(x_train_.data(), x, nx * sizeof(float));
+    gpu::copy_to_device(labels_train_.data(), labels, size_t(N) * sizeof(int32_t));
+    N_ = N;
+  }
+
+  void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
+    require_reset();
+    if (N_ == 0) throw std::logic_error("cudnn backend: train_step before set_train_data");
+    if (B < 1 || B > N_)
+      throw std::invalid_argument("cudnn backend: batch of " + std::to_string(B) + " from a training set of " +
+                                  std::to_string(N_));
+    if (!batch_index) throw std::invalid_argument("cudnn backend: null batch rows");
+    for (size_t i = 0; i < size_t(S_) * B; ++i)
+      if (batch_index[i] < 0 || batch_index[i] >= N_)
+        throw std::out_of_range("cudnn backend: batch row " + std::to_string(batch_index[i]) + " outside [0, " +
+                                std::to_string(N_) + ")");
+    const NvtxRange range("cudnn:train_step");
+    ensure_train_capacity(B);
+    const Plan& plan = plan_for(B);
+    const int t = ++step_;
+    const gpu::AdamStepScalars scalars = gpu::adam_step_scalars(lr, adam_.beta1, adam_.beta2, t);
+    cudaStream_t st = stream_->get();
+
+    Slot& slot = *slots_[size_t(next_slot_)];
+    next_slot_ = (next_slot_ + 1) % kStagingSlots;
+    if (slot.pending) SB_CUDA_CHECK(cudaEventSynchronize(slot.copied.get()));  // its copy from kStagingSlots steps ago
+    const size_t row_bytes = size_t(S_) * B * sizeof(int32_t);
+    unsigned char* staging = slot.staging.data();
+    std::memset(staging, 0, kStepHeaderBytes);
+    std::memcpy(staging, &scalars, sizeof scalars);
+    std::memcpy(staging + kStepHeaderBytes, batch_index, row_bytes);
+    SB_CUDA_CHECK(
+        cudaMemcpyAsync(step_input_.data(), staging, kStepHeaderBytes + row_bytes, cudaMemcpyHostToDevice, st));
+    SB_CUDA_CHECK(cudaEventRecord(slot.copied.get(), st));
+    slot.pending = true;
+
+    enqueue_step(plan, B);
+    if (loss) {
+      SB_CUDA_CHECK(
+          cudaMemcpyAsync(loss_pinned(), train_loss_.data(), size_t(S_) * sizeof(float), cudaMemcpyDeviceToHost, st));
+      SB_CUDA_CHECK(cudaStreamSynchronize(st));
+      std::memcpy(loss, loss_pinned(), size_t(S_) * sizeof(float));
+    }
+  }
+
+  void predict(const float* x, int N, bool per_seed, float* logits) override {
+    const NvtxRange range("cudnn:predict");
+    evaluate(Output::logits, x, nullptr, N, per_seed, logits);
+  }
+
+  void features(const float* x, int N, bool per_seed, float* z) override {
+    const NvtxRange range("cudnn:features");
+    evaluate(Output::features, x, nullptr, N, per_seed, z);
+  }
+
+  void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) override {
+    const NvtxRange range("cudnn:saliency");
+    evaluate(Output::saliency, x, labels, N, per_seed, sal);
+  }
+
+ private:
+  enum class Output { logits, features, saliency };
+
+  // ---- Parameters: (S, P) on the host, tensor-major on the device.
+
+  // One seed's tensor inside its P parameters. The tensor-major copy of tensor t starts at S * t.off (offsets are
+  // running sums of sizes), seed s's at S * t.off + s * t.size.
+  struct TensorSpan {
+    size_t off, size;
+  };
+  std::vector<TensorSpan> tensor_spans() const {
+    const ConvBaseShape& s = shape_;
+    const size_t C = s.channels;
+    return {{s.off_w1(), C * ConvBaseShape::k1},
+            {s.off_b1(), C},
+            {s.off_w2(), C * C * ConvBaseShape::k2},
+            {s.off_b2(), C},
+            {s.off_w3(), C * C * ConvBaseShape::k3},
+            {s.off_b3(), C},
+            {s.off_wh(), size_t(s.classes) * s.feature_dim()},
+            {s.off_bh(), size_t(s.classes)}};
+  }
+  void to_tensor_major(const float* seed_major, float* tensor_major) const {
+    for (const TensorSpan& t : tensor_spans())
+      for (int s = 0; s < S_; ++s)
+        std::memcpy(tensor_major + size_t(S_) * t.off + s * t.size, seed_major + s * P_ + t.off,
+                    t.size * sizeof(float));
+  }
+  void to_seed_major(const float* tensor_major, float* seed_major) const {
+    for (const TensorSpan& t : tensor_spans())
+      for (int s = 0; s < S_; ++s)
+        std::memcpy(seed_major + s * P_ + t.off, tensor_major + size_t(S_) * t.off + s * t.size,
+                    t.size * sizeof(float));
+  }
+  // All seeds' copies of the tensor at per-seed offset `off` (grads_ and params_ share the layout).
+  float* tensor(float* base, size_t off) const { return base + size_t(S_) * off; }
+  const float* tensor(const float* base, size_t off) const { return base + size_t(S_) * off; }
+
+  // ---- Plans: descriptors and algorithms per batch size.
+
+  const Plan& plan_for(int B) {
+    for (const auto& p : plans_)
+      if (p->B == B) return *p;
+    if (plans_.size() >= kMaxPlans) {
+      SB_CUDA_CHECK(cudaStreamSynchronize(stream_->get()));  // descriptors are host objects; be safe anyway
+      plans_.clear();
+    }
+    auto plan = std::make_unique<Plan>();
+    plan->B = B;
+    const ConvBaseShape& s = shape_;
+    const int C = s.channels, L = s.length, F = s.feature_dim();
+    if (size_t(S_) * B * std::max({size_t(C) * s.l1(), size_t(L), size_t(F)}) > size_t(INT_MAX))
+      throw std::invalid_argument("cudnn backend: " + std::to_string(S_) + " seeds of " + std::to_string(B) +
+                                  " samples exceed cuDNN's 32-bit tensor sizes");
+    build_layer(plan->layer[0], B, 1, C, ConvBaseShape::k1, L);
+    build_layer(plan->layer[1], B, C, C, ConvBaseShape::k2, s.l1());
+    build_layer(plan->layer[2], B, C, C, ConvBaseShape::k3, s.l2());
+    if (grouped_) {
+      set_strided(plan->x_seed_major, B, S_, L, L, B * L);  // element (b, s, 0, p) at s*B*L + b*L + p
+      set_packed(plan->z_conv, B, S_, F);
+      set_strided(plan->z_seed_major, B, S_, F, F, B * F);
+    }
+    set_packed(plan->x_flat, S_ * B, 1, L);
+    size_t workspace = 0;
+    for (const ConvLayer& l : plan->layer) workspace = std::max(workspace, l.workspace);
+    if (workspace > workspace_.size()) {
+      SB_CUDA_CHECK(cudaStreamSynchronize(stream_->get()));  // the old workspace may be in use
+      workspace_ = DeviceArray<unsigned char>(workspace);
+    }
+    plans_.push_back(std::move(plan));
+    return *plans_.back();
+  }
+
+  void build_layer(ConvLayer& l, int B, int cin, int cout, int k, int lin) const {
+    const int G = grouped_ ? S_ : 1;
+    l.cin = cin, l.cout = cout, l.k = k, l.lin = lin, l.lout = ConvBaseShape::out_len(lin, k);
+    set_packed(l.x, B, G * cin, lin);
+    set_packed(l.y, B, G * cout, l.lout);
+    set_packed(l.bias, 1, G * cout, 1);
+    set_packed(l.y_all, S_ * B, cout, l.lout);
+    SB_CUDNN_CHECK(cudnnSetFilter4dDescriptor(l.w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, G * cout, cin, 1, k));
+    SB_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(l.conv.get(), 0, ConvBaseShape::pad, 1, ConvBaseShape::stride, 1, 1,
+                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    SB_CUDNN_CHECK(cudnnSetConvolutionMathType(l.conv.get(), CUDNN_FMA_MATH));  // no TF32 tensor cores
+    SB_CUDNN_CHECK(cudnnSetConvolutionGroupCount(l.conv.get(), G));
+    int n = 0, c = 0, h = 0, w = 0;
+    SB_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(l.conv.get(), l.x.get(), l.w.get(), &n, &c, &h, &w));
+    if (n != B || c != G * cout || h != 1 || w != l.lout)
+      throw std::logic_error("cudnn backend: cuDNN's convolution output (" + std::to_string(n) + ", " +
+                             std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) +
+                             ") is not ConvBase's (" + std::to_string(B) + ", " + std::to_string(G * cout) + ", 1, " +
+                             std::to_string(l.lout) + ")");
+
+    const std::string what = "Conv1d(" + std::to_string(cin) + " -> " + std::to_string(cout) + ", k" +
+                             std::to_string(k) + ") on " + std::to_string(lin) + " samples x " + std::to_string(B) +
+                             (grouped_ ? " grouped over " + std::to_string(S_) + " seeds" : "");
+    cudnnHandle_t handle = cudnn_->get();
+    int count = 0;
+    size_t bytes = 0;
+    {
+      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      SB_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, l.x.get(), l.w.get(), l.conv.get(), l.y.get(),
+                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
+      const auto& best = first_deterministic(perf, count, "the forward pass of " + what);
+      l.fwd = best.algo;
+      SB_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, l.x.get(), l.w.get(), l.conv.get(), l.y.get(),
+                                                             l.fwd, &bytes));
+      l.workspace = std::max({l.workspace, bytes, best.memory});
+    }
+    {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, l.w.get(), l.y.get(), l.conv.get(), l.x.get(),
+                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
+      const auto& best = first_deterministic(perf, count, "the input gradient of " + what);
+      l.bwd_data = best.algo;
+      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, l.w.get(), l.y.get(), l.conv.get(), l.x.get(),
+                                                                  l.bwd_data, &bytes));
+      l.workspace = std::max({l.workspace, bytes, best.memory});
+    }
+    {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, l.x.get(), l.y.get(), l.conv.get(),
+                                                                   l.w.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                                   &count, perf));
+      const auto& best = first_deterministic(perf, count, "the weight gradient of " + what);
+      l.bwd_filter = best.algo;
+      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, l.x.get(), l.y.get(), l.conv.get(),
+                                                                    l.w.get(), l.bwd_filter, &bytes));
+      l.workspace = std::max({l.workspace, bytes, best.memory});
+    }
+    if (std::getenv("SB_CUDNN_VERBOSE"))  // which algorithms the heuristics chose, for the benchmark's notes
+      std::fprintf(stderr,
+                   "cudnn backend: %s: algorithms forward %d, backward data %d, backward filter %d; %zu bytes"
+                   " of workspace\n",
+                   what.c_str(), int(l.fwd), int(l.bwd_data), int(l.bwd_filter), l.workspace);
+  }
+
+  // ---- Layers. alpha/beta follow cuDNN's and cuBLAS's convention out = alpha*op + beta*out: beta 0 overwrites
+  // (out is not read), beta 1 accumulates.
+
+  static constexpr float kOne = 1.0f, kZero = 0.0f, kMinusOne = -1.0f;
+
+  // Pointers of one pass over B samples of every seed.
+  struct Pass {
+    int B;
+    const float* x;        // conv1's input in the conv layout (grouped: (B, S, L); per-seed: (S, B, L) or shared)
+    size_t x_seed_stride;  // per-seed: B*L, or 0 for one (B, L) shared by the seeds
+    float* a[3];           // post-ReLU activations of conv1..conv3
+    float* d[3];           // their gradients, then (after the ReLU backward) those of the pre-activations
+    float* logits;         // (S, B, K)
+    float* dlogits;        // (S, B, K)
+    const float* ones;     // (B)
+  };
+
+  Pass pass(PassBuffers& buf, int B, const float* x, size_t x_seed_stride) const {
+    return Pass{B,
+                x,
+                x_seed_stride,
+                {buf.a1.data(), buf.a2.data(), buf.a3.data()},
+                {buf.d1.data(), buf.d2.data(), buf.d3.data()},
+                buf.logits.data(),
+                buf.dlogits.data(),
+                buf.ones.data()};
+  }
+
+  // One seed's weights of a layer, in floats: the distance between seeds' filters in the tensor-major buffer.
+  static size_t weight_size(const ConvLayer& l) { return size_t(l.cout) * l.cin * l.k; }
+
+  // y = conv(x) + bias for every seed (one grouped call, or one call per seed), then ReLU in place.
+  void conv_forward(const ConvLayer& l, int B, const float* x, size_t x_seed_stride, const float* w, const float* bias,
+                    float* y) {
+    cudnnHandle_t h = cudnn_->get();
+    const int calls = grouped_ ? 1 : S_;
+    const size_t y_seed = size_t(B) * l.cout * l.lout;
+    for (int s = 0; s < calls; ++s) {
+      float* ys = y + s * y_seed;
+      SB_CUDNN_CHECK(cudnnConvolutionForward(h, &kOne, l.x.get(), x + s * x_seed_stride, l.w.get(),
+                                             w + s * weight_size(l), l.conv.get(), l.fwd, workspace_.data(),
+                                             workspace_.size(), &kZero, l.y.get(), ys));
+      SB_CUDNN_CHECK(cudnnAddTensor(h, &kOne, l.bias.get(), bias + size_t(s) * l.cout, &kOne, l.y.get(), ys));
+    }
+    SB_CUDNN_CHECK(cudnnActivationForward(h, relu_->get(), &kOne, l.y_all.get(), y, &kZero, l.y_all.get(), y));
+  }
+
+  // From dy, the gradient of the layer's pre-activation: dw and dbias (if dw is not null; overwritten) and dx, the
+  // gradient of the layer's input (if not null; overwritten, before any ReLU mask).
+  void conv_backward(const ConvLayer& l, int B, const float* x, size_t x_seed_stride, const float* dy, const float* w,
+                     float* dw, float* dbias, float* dx) {
+    cudnnHandle_t h = cudnn_->get();
+    const int calls = grouped_ ? 1 : S_;
+    const size_t y_seed = size_t(B) * l.cout * l.lout, dx_seed = size_t(B) * l.cin * l.lin;
+    for (int s = 0; s < calls; ++s) {
+      const float* dys = dy + s * y_seed;
+      if (dw) {
+        SB_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &kOne, l.x.get(), x + s * x_seed_stride, l.y.get(), dys,
+                                                      l.conv.get(), l.bwd_filter, workspace_.data(), workspace_.size(),
+                                                      &kZero, l.w.get(), dw + s * weight_size(l)));
+        SB_CUDNN_CHECK(
+            cudnnConvolutionBackwardBias(h, &kOne, l.y.get(), dys, &kZero, l.bias.get(), dbias + size_t(s) * l.cout));
+      }
+      if (dx)
+        SB_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &kOne, l.w.get(), w + s * weight_size(l), l.y.get(), dys,
+                                                    l.conv.get(), l.bwd_data, workspace_.data(), workspace_.size(),
+                                                    &kZero, l.x.get(), dx + s * dx_seed));
+    }
+  }
+
+  // d = d * (a > 0) in place: the ReLU backward of the layer whose output is a. cuDNN reads the mask from y (and
+  // x); a is passed for both, the post-activation, which is positive exactly where the pre-activation was.
+  void relu_backward(const ConvLayer& l, const float* a, float* d) const {
+    SB_CUDNN_CHECK(cudnnActivationBackward(cudnn_->get(), relu_->get(), &kOne, l.y_all.get(), a, l.y_all.get(), d,
+                                           l.y_all.get(), a, &kZero, l.y_all.get(), d));
+  }
+
+  // The head input z = a3: seed s's row b at z + s*z_seed_stride + b*ldz.
+  int head_ldz() const { return grouped_ ? S_ * shape_.feature_dim() : shape_.feature_dim(); }
+  long long head_z_seed_stride(int B) const {
+    return grouped_ ? shape_.feature_dim() : (long long)B * shape_.feature_dim();
+  }
+
+  // cuBLAS is column-major: a row-major (r x c) matrix with row stride ld is, to cuBLAS, its transpose (c x r) with
+  // leading dimension ld. Per seed s, with z (B x F, row stride ldz), W (K x F, row stride F), logits (B x K, K):
+  //   logits = 1 bias^T + z W^T   <=>  logits^T (K x B) = bias (K x 1) 1^T (1 x B) + W (K x F) z^T (F x B)
+  // cuBLAS sees logits^T as (K x B, ld K), z^T as (F x B, ld ldz) and W^T as (F x K, ld F), so the product is
+  // op(A) = T applied to A = W^T (lda F), op(B) = N with B = z^T (ldb ldz): m = K, n = B, k = F.
+  void head_forward(const Pass& p, const float* wh, const float* bh) const {
+    const int K = shape_.classes, F = shape_.feature_dim(), B = p.B;
+    cublasHandle_t h = cublas_->get();
+    // logits^T = bias 1^T: m = K, n = B, k = 1; A = bias (K x 1, lda K), B = ones (1 x B, ldb 1, shared: stride 0).
+    SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, K, B, 1, &kOne, bh, K, K, p.ones, 1, 0,
+                                              &kZero, p.logits, K, (long long)B * K, S_));
+    // logits^T += W z^T (beta 1).
+    SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_T, CUBLAS_OP_N, K, B, F, &kOne, wh, F, (long long)K * F,
+                                              p.a[2], head_ldz(), head_z_seed_stride(B), &kOne, p.logits, K,
+                                              (long long)B * K, S_));
+  }
+
+  // The head's backward, per seed, from dlogits (B x K row-major, which cuBLAS sees as dlogits^T, K x B, ld K):
+  //   dW (K x F) = dlogits^T z    <=>  dW^T (F x K, what cuBLAS sees of row-major dW, ld F) = z^T dlogits
+  //       z^T is cuBLAS's view of z (F x B, ld ldz): op N; dlogits is the transpose of its view: op T, ldb K.
+  //       m = F, n = K, k = B.
+  //   dbias (K) = dlogits^T 1: a GEMV with cuBLAS's (K x B, ld K) view of dlogits, op N, and the ones vector.
+  //   dz (B x F) = dlogits W      <=>  dz^T (F x B, ld ldz) = W^T (F x K, ld F, op N) dlogits^T (K x B, ld K, op N)
+  //       m = F, n = B, k = K; dz is written in a3's layout (into d3).
+  void head_backward(const Pass& p, const float* wh, float* dwh, float* dbh) const {
+    const int K = shape_.classes, F = shape_.feature_dim(), B = p.B;
+    const int ldz = head_ldz();
+    const long long z_seed = head_z_seed_stride(B), logit_seed = (long long)B * K;
+    cublasHandle_t h = cublas_->get();
+    if (dwh) {
+      SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, F, K, B, &kOne, p.a[2], ldz, z_seed,
+                                                p.dlogits, K, logit_seed, &kZero, dwh, F, (long long)K * F, S_));
+      SB_CUBLAS_CHECK(cublasSgemvStridedBatched(h, CUBLAS_OP_N, K, B, &kOne, p.dlogits, K, logit_seed, p.ones, 1, 0,
+                                                &kZero, dbh, 1, K, S_));
+    }
+    SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, F, B, K, &kOne, wh, F, (long long)K * F,
+                                              p.dlogits, K, logit_seed, &kZero, p.d[2], ldz, z_seed, S_));
+  }
+
+  // conv1 -> ReLU -> conv2 -> ReLU -> conv3 -> ReLU (-> head, when with_logits), as convbase_forward.
+  void forward(const Plan& plan, const Pass& p, bool with_logits) {
+    const ConvBaseShape& s = shape_;
+    const float* w = params_.data();
+    const size_t a1_seed = size_t(p.B) * s.channels * s.l1(), a2_seed = size_t(p.B) * s.channels * s.l2();
+    conv_forward(plan.layer[0], p.B, p.x, p.x_seed_stride, tensor(w, s.off_w1()), tensor(w, s.off_b1()), p.a[0]);
+    conv_forward(plan.layer[1], p.B, p.a[0], a1_seed, tensor(w, s.off_w2()), tensor(w, s.off_b2()), p.a[1]);
+    conv_forward(plan.layer[2], p.B, p.a[1], a2_seed, tensor(w, s.off_w3()), tensor(w, s.off_b3()), p.a[2]);
+    if (with_logits) head_forward(p, tensor(w, s.off_wh()), tensor(w, s.off_bh()));
+  }
+
+  // From p.dlogits down to conv1: with grads, every weight gradient (overwritten); with dx, conv1's input gradient
+  // (saliency; in conv1's input layout, per seed even when x is shared).
+  void backward(const Plan& plan, const Pass& p, float* grads, float* dx) {
+    const ConvBaseShape& s = shape_;
+    const float* w = params_.data();
+    float* g = grads;  // null in evaluation
+    auto grad = [&](size_t off) { return g ? tensor(g, off) : nullptr; };
+    const size_t a1_seed = size_t(p.B) * s.channels * s.l1(), a2_seed = size_t(p.B) * s.channels * s.l2();
+    head_backward(p, tensor(w, s.off_wh()), grad(s.off_wh()), grad(s.off_bh()));
+    relu_backward(plan.layer[2], p.a[2], p.d[2]);
+    conv_backward(plan.layer[2], p.B, p.a[1], a2_seed, p.d[2], tensor(w, s.off_w3()), grad(s.off_w3()),
+                  grad(s.off_b3()), p.d[1]);
+    relu_backward(plan.layer[1], p.a[1], p.d[1]);
+    conv_backward(plan.layer[1], p.B, p.a[0], a1_seed, p.d[1], tensor(w, s.off_w2()), grad(s.off_w2()),
+                  grad(s.off_b2()), p.d[0]);
+    relu_backward(plan.layer[0], p.a[0], p.d[0]);
+    if (g || dx)
+      conv_backward(plan.layer[0], p.B, p.x, p.x_seed_stride, p.d[0], tensor(w, s.off_w1()), grad(s.off_w1()),
+                    grad(s.off_b1()), dx);
+  }
+
+  // ---- Training
+
+  float* loss_pinned() const { return reinterpret_cast<float*>(loss_pinned_.data()); }
+
+  // Every launch of one training step, on the stream, after the step input's copy.
+  void enqueue_step(const Plan& plan, int B) {
+    cudaStream_t st = stream_->get();
+    const int L = shape_.length, K = shape_.classes;
+    const int32_t* rows = reinterpret_cast<const int32_t*>(step_input_.data() + kStepHeaderBytes);
+    const auto* scalars = reinterpret_cast<const gpu::AdamStepScalars*>(step_input_.data());
+    gpu::gather_batch(S_, B, N_, L, x_train_.data(), labels_train_.data(), rows, train_.x.data(), train_.labels.data(),
+                      st);  // x (S, B, L), labels (S, B)
+    const Pass p = grouped_ ? pass(train_, B, to_conv_layout(plan, train_.x.data(), train_.xc.data()), 0)
+                            : pass(train_, B, train_.x.data(), size_t(B) * L);
+    forward(plan, p, true);
+    gpu::SoftmaxCrossEntropyArgs ce;
+    ce.S = S_, ce.B = B, ce.K = K;
+    ce.logits = p.logits, ce.labels = train_.labels.data(), ce.label_seed_stride = size_t(B);
+    ce.dlogits = p.dlogits, ce.loss = train_loss_.data();
+    gpu::softmax_cross_entropy(ce, st);
+    backward(plan, p, grads_.data(), nullptr);
+    gpu::adam_update(params_.data(), grads_.data(), m_.data(), v_.data(), size_t(S_) * P_, adam_.beta1, adam_.beta2,
+                     adam_.eps, scalars, st);
+  }
+
+  // Grouped: xc (B, S, 1, L) packed = x (S, B, L) transposed, conv1's input. Returns xc.
+  const float* to_conv_layout(const Plan& plan, const float* x, float* xc) const {
+    SB_CUDNN_CHECK(
+        cudnnTransformTensor(cudnn_->get(), &kOne, plan.x_seed_major.get(), x, &kZero, plan.layer[0].x.get(), xc));
+    return xc;
+  }
+
+  // Buffers for batches of up to B samples (grown, never shrunk), and the staging slots of step inputs.
+  void ensure_train_capacity(int B) {
+    if (train_.capacity >= B) return;
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    allocate_pass(train_, B, false);
+    step_input_ = DeviceArray<unsigned char>(kStepHeaderBytes + size_t(S_) * B * sizeof(int32_t));
+    slots_.clear();
+    for (int i = 0; i < kStagingSlots; ++i) {
+      auto slot = std::make_unique<Slot>();
+      slot->staging = PinnedBuffer(kStepHeaderBytes + size_t(S_) * B * sizeof(int32_t));
+      slots_.push_back(std::move(slot));
+    }
+    next_slot_ = 0;
+  }
+
+  void allocate_pass(PassBuffers& buf, int capacity, bool evaluation) {
+    buf = PassBuffers{};  // free first: peak memory is one set
+    const ConvBaseShape& s = shape_;
+    const size_t SB = size_t(S_) * capacity;
+    const size_t n1 = SB * s.channels * s.l1(), n2 = SB * s.channels * s.l2(), n3 = SB * s.feature_dim();
+    const size_t nk = SB * s.classes, nx = SB * s.length;
+    buf.x = DeviceArray<float>(nx);
+    if (grouped_) buf.xc = DeviceArray<float>(nx);
+    buf.a1 = DeviceArray<float>(n1);
+    buf.a2 = DeviceArray<float>(n2);
+    buf.a3 = DeviceArray<float>(n3);
+    buf.d1 = DeviceArray<float>(n1);
+    buf.d2 = DeviceArray<float>(n2);
+    buf.d3 = DeviceArray<float>(n3);
+    buf.logits = DeviceArray<float>(nk);
+    buf.dlogits = DeviceArray<float>(nk);
+    if (evaluation) {
+      buf.dxc = DeviceArray<float>(nx);
+      buf.scratch = DeviceArray<float>(SB * std::max(s.length, s.feature_dim()));
+    }
+    buf.ones = DeviceArray<float>(std::vector<float>(size_t(capacity), 1.0f));
+    buf.labels = DeviceArray<int32_t>(evaluation ? size_t(capacity) : SB);
+    buf.capacity = capacity;
+  }
+
+  // ---- Evaluation: all seeds at once, in chunks of samples.
+
+  int eval_chunk(int N) const {
+    constexpr double kBudgetFloats = 128.0 * 1024 * 1024;  // 512 MiB of activations and gradients
+    const ConvBaseShape& s = shape_;
+    const double per_sample = 4.0 * s.length + s.feature_dim() + 2.0 * s.channels * (s.l1() + s.l2() + s.l3()) +
+                              2.0 * s.classes + 2.0;  // one seed: x, xc, dxc, scratch, a*, d*, logits, dlogits, ones
+    const double chunk = std::clamp(kBudgetFloats / (per_sample * S_), 1.0, 8192.0);
+    return std::min(int(chunk), N);
+  }
+
+  void evaluate(Output what, const float* x, const int32_t* labels, int N, bool per_seed, float* out) {
+    require_reset();
+    if (N < 1) return;
+    if (!x || !out || (what == Output::saliency && !labels))
+      throw std::invalid_argument("cudnn backend: null input or output");
+    const int L = shape_.length, K = shape_.classes, F = shape_.feature_dim();
+    if (what == Output::saliency)
+      for (int i = 0; i < N; ++i)
+        if (labels[i] < 0 || labels[i] >= K)
+          throw std::invalid_argument("cudnn backend: saliency label " + std::to_string(labels[i]) + " outside [0, " +
+                                      std::to_string(K) + ")");
+    const int chunk = eval_chunk(N);
+    if (eval_.capacity < chunk) {
+      SB_CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
+      allocate_pass(eval_, chunk, true);
+    }
+    cudaStream_t st = stream_->get();  // after the training steps queued on it
+    const size_t fsz = sizeof(float);
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+      const int n = std::min(chunk, N - r0);
+      const Plan& plan = plan_for(n);
+      const float* xc = nullptr;  // conv1's input
+      size_t x_seed_stride = 0;
+      if (per_seed) {
+        // x rows [r0, r0 + n) of every seed -> (S, n, L)
+        SB_CUDA_CHECK(cudaMemcpy2DAsync(eval_.x.data(), size_t(n) * L * fsz, x + size_t(r0) * L, size_t(N) * L * fsz,
+                                        size_t(n) * L * fsz, size_t(S_), cudaMemcpyHostToDevice, st));
+        xc = grouped_ ? to_conv_layout(plan, eval_.x.data(), eval_.xc.data()) : eval_.x.data();
+        x_seed_stride = grouped_ ? 0 : size_t(n) * L;
+      } else if (!grouped_) {  // the shared (n, L) rows, read by every seed's convolution (seed stride 0)
+        SB_CUDA_CHECK(
+            cudaMemcpyAsync(eval_.x.data(), x + size_t(r0) * L, size_t(n) * L * fsz, cudaMemcpyHostToDevice, st));
+        xc = eval_.x.data();
+      } else {  // grouped, shared: xc (n, S, L) holds each row S times
+        float* xg = eval_.xc.data();
+        const size_t pitch = size_t(S_) * L * fsz;
+        SB_CUDA_CHECK(cudaMemcpy2DAsync(xg, pitch, x + size_t(r0) * L, size_t(L) * fsz, size_t(L) * fsz, size_t(n),
+                                        cudaMemcpyHostToDevice, st));  // seed 0's slot of every row
+        for (int k = 1; k < S_; k *= 2)  // seeds [0, k) are filled: copy them to [k, k + m), log2(S) copies
+          SB_CUDA_CHECK(cudaMemcpy2DAsync(xg + size_t(k) * L, pitch, xg, pitch, size_t(std::min(k, S_ - k)) * L * fsz,
+                                          size_t(n), cudaMemcpyDeviceToDevice, st));
+        xc = xg;
+      }
+      const Pass p = pass(eval_, n, xc, x_seed_stride);
+      forward(plan, p, what != Output::features);
+      // Copies (S, n, W) on the device to rows [r0, r0 + n) of out (S, N, W).
+      auto copy_out = [&](const float* src, int W) {
+        SB_CUDA_CHECK(cudaMemcpy2DAsync(out + size_t(r0) * W, size_t(N) * W * fsz, src, size_t(n) * W * fsz,
+                                        size_t(n) * W * fsz, size_t(S_), cudaMemcpyDeviceToHost, st));
+      };
+      if (what == Output::logits) copy_out(p.logits, K);
+      if (what == Output::features) {
+        const float* z = p.a[2];
+        if (grouped_) {  // (n, S, F) -> (S, n, F)
+          SB_CUDNN_CHECK(cudnnTransformTensor(cudnn_->get(), &kOne, plan.z_conv.get(), z, &kZero,
+                                              plan.z_seed_major.get(), eval_.scratch.data()));
+          z = eval_.scratch.data();
+        }
+        copy_out(z, F);
+      }
+      if (what == Output::saliency) {
+        SB_CUDA_CHECK(
+            cudaMemcpyAsync(eval_.labels.data(), labels + r0, size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+        gpu::true_logit_gradient(S_, n, K, eval_.labels.data(), 0, p.dlogits, st);  // d logit_y / d logits
+        backward(plan, p, nullptr, eval_.dxc.data());  // d logit_y / d x in conv1's input layout
+        // |dx| = max(dx, -dx) into scratch, elementwise over every seed's inputs.
+        SB_CUDNN_CHECK(cudnnOpTensor(cudnn_->get(), max_->get(), &kOne, plan.x_flat.get(), eval_.dxc.data(), &kMinusOne,
+                                     plan.x_flat.get(), eval_.dxc.data(), &kZero, plan.x_flat.get(),
+                                     eval_.scratch.data()));
+        const float* sal = eval_.scratch.data();
+        if (grouped_) {  // (n, S, L) -> (S, n, L)
+          SB_CUDNN_CHECK(cudnnTransformTensor(cudnn_->get(), &kOne, plan.layer[0].x.get(), sal, &kZero,
+                                              plan.x_seed_major.get(), eval_.dxc.data()));
+          sal = eval_.dxc.data();
+        }
+        copy_out(sal, L);
+      }
+    }
+    SB_CUDA_CHECK(cudaStreamSynchronize(st));
+  }
+
+  void require_reset() const {
+    if (S_ == 0) throw std::logic_error("cudnn backend: reset() must come first");
+  }
+
+  struct Slot {
+    PinnedBuffer staging;
+    EventHandle copied;  // recorded after the copy out of staging: the slot may be refilled once it completes
+    bool pending = false;
+  };
+
+  int threads_;
+  bool grouped_ = true;
+  std::string device_name_;
+  // Declared before everything that uses them, so destroyed after.
+  std::unique_ptr<StreamHandle> stream_;
+  std::unique_ptr<CudnnHandle> cudnn_;
+  std::unique_ptr<CublasHandle> cublas_;
+  std::unique_ptr<ActivationDesc> relu_;
+  std::unique_ptr<OpTensorDesc> max_;
+  ConvBaseShape shape_;
+  int S_ = 0, N_ = 0, step_ = 0;
+  size_t P_ = 0;
+  AdamConfig adam_;
+  DeviceArray<float> params_, grads_, m_, v_;  // (S * P) each, tensor-major
+  DeviceArray<float> x_train_;                 // (S, N, L)
+  DeviceArray<int32_t> labels_train_;          // (N)
+  DeviceArray<float> train_loss_;              // (S): each seed's mean batch loss of the last step
+  PinnedBuffer loss_pinned_;                   // (S) floats: where train_loss_ lands on the host
+  DeviceArray<unsigned char> step_input_;      // kStepHeaderBytes + S * B_capacity * 4
+  std::vector<std::unique_ptr<Slot> > slots_;
+  int next_slot_ = 0;
+  DeviceArray<unsigned char> workspace_;  // cuDNN's, the largest any plan needs
+  std::vector<std::unique_ptr<Plan> > plans_;
+  PassBuffers train_, eval_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions& options) {
+  return std::make_unique<CudnnBackend>(options);
+}
+
+}  // namespace sb
+
+#endif  // SB_HAVE_CUDNN

@@ -1,0 +1,161 @@
+// Helpers shared by the device backends' tests (test_cuda.cpp, test_cudnn.cpp): error measures, a small training
+// problem, training it on any backend, and the ten-step comparison with the CPU. Host code only (no CUDA headers).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "convbase.h"
+#include "philox.h"
+
+namespace sb::test_util {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+inline size_t count_nan(const std::vector<float>& v) {
+  return size_t(std::count_if(v.begin(), v.end(), [](float x) { return std::isnan(x); }));
+}
+
+// Normwise relative error max_i |got_i - want_i| / max_i |want_i|; any NaN in got gives infinity.
+inline double rel_error(const float* got, const float* want, size_t n) {
+  double diff = 0.0, scale = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isnan(got[i])) return std::numeric_limits<double>::infinity();
+    diff = std::max(diff, std::fabs(double(got[i]) - double(want[i])));
+    scale = std::max(scale, std::fabs(double(want[i])));
+  }
+  return scale > 0.0 ? diff / scale : diff;
+}
+inline double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  return rel_error(got.data(), want.data(), std::min(got.size(), want.size()));
+}
+
+inline size_t count_unequal(const std::vector<float>& a, const std::vector<float>& b) {
+  size_t n = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) n += !(a[i] == b[i]);
+  return n + std::max(a.size(), b.size()) - std::min(a.size(), b.size());
+}
+
+// A training problem for up to S seeds: initial parameters, per-seed inputs, shared labels, and the batch rows
+// of every step. first(S') is the same problem restricted to its first S' seeds.
+struct Problem {
+  Problem(const ConvBaseShape& shape_, int S_, int N_, int B_, int steps) : shape(shape_), S(S_), N(N_), B(B_) {
+    const size_t P = shape.num_params();
+    params.resize(size_t(S) * P);
+    for (int s = 0; s < S; ++s) convbase_init(shape, 11, uint32_t(s), params.data() + s * P);
+    RngStream rng(5, 0, Purpose::spurious_sample_noise, 17);
+    x.resize(size_t(S) * N * shape.length);
+    for (float& v : x) v = rng.normal();
+    for (int i = 0; i < N; ++i) labels.push_back(int32_t(rng.below(uint32_t(shape.classes))));
+    for (int t = 0; t < steps; ++t) {
+      std::vector<int32_t> rows(size_t(S) * B);
+      for (int32_t& r : rows) r = int32_t(rng.below(uint32_t(N)));
+      batches.push_back(rows);
+    }
+  }
+  Problem first(int S2) const {
+    Problem q = *this;
+    const size_t P = shape.num_params(), L = shape.length;
+    q.S = S2;
+    q.params.resize(S2 * P);
+    q.x.resize(S2 * N * L);
+    for (auto& rows : q.batches) rows.resize(size_t(S2) * B);
+    return q;
+  }
+  ConvBaseShape shape;
+  int S, N, B;
+  std::vector<float> params, x;
+  std::vector<int32_t> labels;
+  std::vector<std::vector<int32_t>> batches;
+};
+
+struct Trained {
+  std::vector<float> params;  // (S, P) after the steps
+  std::vector<float> losses;  // (steps, S): each step's loss (NaN where the step did not ask for it)
+};
+
+// Trains with the problem's batches; the loss is asked for on every step with (t % loss_every == 0).
+inline Trained train(Backend& be, const Problem& pr, float lr, const AdamConfig& adam = {}, int loss_every = 1) {
+  be.reset(pr.shape, pr.S, pr.params.data(), adam);
+  be.set_train_data(pr.x.data(), pr.labels.data(), pr.N);
+  Trained out;
+  out.losses.assign(pr.batches.size() * pr.S, kNaN);
+  for (size_t t = 0; t < pr.batches.size(); ++t)
+    be.train_step(pr.batches[t].data(), pr.B, lr, t % loss_every == 0 ? out.losses.data() + t * pr.S : nullptr);
+  out.params.resize(pr.params.size());
+  be.get_params(out.params.data());
+  return out;
+}
+
+// Per parameter tensor of every seed: the normwise relative error of a against b, and of the updates (a - p0)
+// against (b - p0).
+inline void expect_params_close(const ConvBaseShape& shape, int S, const std::vector<float>& p0,
+                                const std::vector<float>& a, const std::vector<float>& b, double tol_params,
+                                double tol_updates) {
+  struct Tensor {
+    const char* name;
+    size_t off, size;
+  };
+  const size_t C = shape.channels;
+  const Tensor tensors[] = {{"conv1.weight", shape.off_w1(), C * ConvBaseShape::k1},
+                            {"conv1.bias", shape.off_b1(), C},
+                            {"conv2.weight", shape.off_w2(), C * C * ConvBaseShape::k2},
+                            {"conv2.bias", shape.off_b2(), C},
+                            {"conv3.weight", shape.off_w3(), C * C * ConvBaseShape::k3},
+                            {"conv3.bias", shape.off_b3(), C},
+                            {"head.weight", shape.off_wh(), size_t(shape.classes) * shape.feature_dim()},
+                            {"head.bias", shape.off_bh(), size_t(shape.classes)}};
+  const size_t P = shape.num_params();
+  for (int s = 0; s < S; ++s)
+    for (const Tensor& t : tensors) {
+      const size_t o = s * P + t.off;
+      EXPECT_LE(rel_error(a.data() + o, b.data() + o, t.size), tol_params) << "seed " << s << " " << t.name;
+      std::vector<float> da(t.size), db(t.size);
+      for (size_t i = 0; i < t.size; ++i) da[i] = a[o + i] - p0[o + i], db[i] = b[o + i] - p0[o + i];
+      EXPECT_LE(rel_error(da, db), tol_updates) << "seed " << s << " " << t.name << " (updates)";
+    }
+}
+
+// The ten-step comparison of a device backend with the CPU. The learning rate is small and Adam's eps larger than
+// the default so that the comparison is not at the mercy of two float-rounding effects that have nothing to do with
+// correctness: Adam's first step moves every parameter by about +-lr whatever the gradient's size, so a gradient
+// within rounding of zero can move the parameter either way; and a pre-activation within rounding of zero can pass
+// its gradient on one side and not the other. Both are rare (about one element in 10^6 per step), but either one
+// moves a few parameters by a good fraction of lr, far beyond 1e-4.
+constexpr float kTenStepLr = 1e-4f;
+inline AdamConfig ten_step_adam() { return AdamConfig{0.9f, 0.999f, 1e-6f}; }
+constexpr int kTenStepLossEvery = 2;  // the device is asked for the loss on even steps only: nullptr must work too
+
+inline Trained train_ten_steps(Backend& be, const Problem& pr, int loss_every) {
+  return train(be, pr, kTenStepLr, ten_step_adam(), loss_every);
+}
+
+// got (trained with loss_every) against want: parameters within 1e-4 and updates within 1e-3 relative per tensor,
+// no NaN, and the losses of the steps both asked for.
+inline void expect_trained_close(const Problem& pr, const Trained& got, const Trained& want, int loss_every) {
+  EXPECT_EQ(count_nan(got.params), 0u);
+  expect_params_close(pr.shape, pr.S, pr.params, got.params, want.params, 1e-4, 1e-3);
+  for (size_t t = 0; t < pr.batches.size(); t += size_t(loss_every))
+    for (int s = 0; s < pr.S; ++s) {
+      const float w = want.losses[t * pr.S + s];
+      EXPECT_NEAR(got.losses[t * pr.S + s], w, 1e-5 * (1.0 + std::fabs(w))) << "step " << t << " seed " << s;
+    }
+}
+
+// Ten steps on the CPU and on `device` agree.
+inline void expect_ten_steps_match_cpu(Backend& device, const ConvBaseShape& shape, int S, int N, int B) {
+  const Problem pr(shape, S, N, B, 10);
+  auto cpu = make_backend("cpu", 2);
+  const Trained want = train_ten_steps(*cpu, pr, 1);
+  const Trained got = train_ten_steps(device, pr, kTenStepLossEvery);
+  expect_trained_close(pr, got, want, kTenStepLossEvery);
+}
+
+}  // namespace sb::test_util
