@@ -2,18 +2,19 @@
 # GPU check: runs on the machine with the NVIDIA GPU (THERE), from the repository root, over a carried build.
 #   bash scripts/gpu-check.sh [CARRY_DIR=carry] [OUT_DIR=$OUT, else out/gpu-check]
 #   bash scripts/gpu-check.sh --print-ld-path [CARRY_DIR]   (prints the LD_LIBRARY_PATH our binaries need there)
-# Steps (each under `timeout`; a failure is recorded and the script goes on):
-#   nvidia-smi and versions -> GPU tests (sb_tests, suites named *Cuda*/*Gpu*/...) -> compute-sanitizer memcheck
-#   and racecheck over the kernel tests (if installed) -> bench_kernels (JSON) ->
-#   bench_spurious --backend cuda, --backend cudnn (SEEDS x STEPS, METHODS), then unbatched: cudnn per-seed
-#   convolutions and cuda with a stream per seed (SEEDS x UNBATCHED_STEPS, erm-base) -> PyTorch peer loop (10 x 1000)
-#   and vmap (100 x 1000) on --device cuda
+# Steps (each under `timeout`; a failure is recorded and the script goes on), most wanted first, so a tight
+# BUDGET_S skips the least wanted:
+#   nvidia-smi and versions -> GPU tests (sb_tests, suites named *Cuda*/*Gpu*/...) -> bench_spurious --backend cuda
+#   and --backend cudnn (SEEDS x STEPS, METHODS) -> PyTorch peer loop (10 x 1000) and vmap (100 x 1000) on
+#   --device cuda -> bench_kernels (JSON) -> what batching buys: cudnn per-seed convolutions and cuda with a stream
+#   per seed (SEEDS x UNBATCHED_STEPS, erm-base) -> compute-sanitizer memcheck and racecheck over the kernel tests
+#   (if installed)
 # Writes OUT_DIR/gpu-report-DATE.md, OUT_DIR/DATE.json and OUT_DIR/gpu-logs-DATE.tar.gz (every log and raw JSON;
 # three files, the device tool returns at most eight). Exit 0 only when every step passed.
 # Build the carry folder HERE with scripts/gpu-pack.sh; docs/gpu/README.md has the procedure.
 #
 # Env (defaults): SEEDS=100 STEPS=6000 METHODS=erm-base,erm  PEER_STEPS=1000 PEER_LOOP_SEEDS=10
-#   PEER_VMAP_SEEDS=100  BUDGET_S=540 (whole script; later steps get what is left)  T_TESTS=90 T_KERNELS=60
+#   PEER_VMAP_SEEDS=100  BUDGET_S=540 (whole script; later steps get what is left)  T_TESTS=90 T_KERNELS=150
 #   T_BENCH=100 (cuda and cudnn each)  UNBATCHED_STEPS=500 T_BENCH_UNBATCHED=45 (cudnn --cudnn-conv per-seed and
 #   cuda --stream-per-seed: what batching the seeds buys)  T_PEER_LOOP=90 T_PEER_VMAP=60  T_SANITIZER=60 (each
 #   tool)  SANITIZER_FILTER  GTEST_FILTER (GPU suites)  KERNELS_ARGS (extra
@@ -59,7 +60,7 @@ out=$(cd "$out" && pwd -P)
 SEEDS=${SEEDS:-100}; STEPS=${STEPS:-6000}; METHODS=${METHODS:-erm-base,erm}
 PEER_STEPS=${PEER_STEPS:-1000}; PEER_LOOP_SEEDS=${PEER_LOOP_SEEDS:-10}; PEER_VMAP_SEEDS=${PEER_VMAP_SEEDS:-100}
 BUDGET_S=${BUDGET_S:-540}
-T_TESTS=${T_TESTS:-90}; T_KERNELS=${T_KERNELS:-60}; T_BENCH=${T_BENCH:-100}
+T_TESTS=${T_TESTS:-90}; T_KERNELS=${T_KERNELS:-150}; T_BENCH=${T_BENCH:-100}
 T_BENCH_UNBATCHED=${T_BENCH_UNBATCHED:-45}; UNBATCHED_STEPS=${UNBATCHED_STEPS:-500}
 T_PEER_LOOP=${T_PEER_LOOP:-90}; T_PEER_VMAP=${T_PEER_VMAP:-60}
 T_SANITIZER=${T_SANITIZER:-60}
@@ -221,50 +222,26 @@ else
   note tests failed 127 0 0 "no sb_tests"
 fi
 
-# ---- 4b. compute-sanitizer over the kernel tests (memcheck: out-of-bounds and misaligned accesses, racecheck:
-# shared-memory hazards), where the machine has it. Kernel tests only: the sanitizers slow kernels ~100x.
-san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-if [[ -n $bin && -x $bin/sb_tests && -n $san ]]; then
-  for tool in memcheck racecheck; do
-    step "sanitizer_$tool" "$T_SANITIZER" env LD_LIBRARY_PATH="$ld" "$san" --tool "$tool" --error-exitcode 3 \
-      "$bin/sb_tests" --gtest_filter="$SANITIZER_FILTER" --gtest_color=no
-  done
-else
-  note sanitizer absent 0 0 0 "no compute-sanitizer on this machine (or no sb_tests)"
-fi
-
-# ---- 5. bench_kernels ---------------------------------------------------------------------------------------
-if [[ -n $bin && -x $bin/bench_kernels ]]; then
-  # shellcheck disable=SC2086
-  step kernels "$T_KERNELS" env LD_LIBRARY_PATH="$ld" "$bin/bench_kernels" --benchmark_format=json \
-    --benchmark_out="$work/kernels.json" --benchmark_out_format=json $KERNELS_ARGS
-else
-  say "no bench_kernels in the carried build: skipped"
-  note kernels absent 0 0 0 "no bench_kernels in the carried build"
-fi
-
-# ---- 6. bench_spurious: both CUDA backends, then what batching buys ------------------------------------------
+# ---- 5. bench_spurious: both CUDA backends (what batching buys comes later) -----------------------------------
 # NAME|TIMEOUT|STEPS|METHODS|FLAGS. The unbatched runs (a convolution or a stream per seed) are much slower:
 # fewer steps, one method.
-bench_runs=(
-  "cuda|$T_BENCH|$STEPS|$METHODS|--backend cuda"
-  "cudnn|$T_BENCH|$STEPS|$METHODS|--backend cudnn"
-  "cudnn-per-seed|$T_BENCH_UNBATCHED|$UNBATCHED_STEPS|erm-base|--backend cudnn --cudnn-conv per-seed"
-  "cuda-stream-per-seed|$T_BENCH_UNBATCHED|$UNBATCHED_STEPS|erm-base|--backend cuda --stream-per-seed"
-)
-for run in "${bench_runs[@]}"; do
-  IFS='|' read -r name t steps methods flags <<<"$run"
-  if [[ -n $bin ]]; then
-    # shellcheck disable=SC2086
-    step "bench_$name" "$t" env LD_LIBRARY_PATH="$ld" "$bin/bench_spurious" $flags --seeds "$SEEDS" --steps "$steps" \
-      --methods "$methods" --out "$work/bench_$name.json"
-  else
-    note "bench_$name" failed 127 0 0 "no bench_spurious"
-  fi
-  printf '%s\t%s\t%s\t%s\n' "$name" "$steps" "$methods" "$flags" >>"$work/bench_runs.tsv"
-done
+bench_spurious_runs() {
+  local run name t steps methods flags
+  for run in "$@"; do
+    IFS='|' read -r name t steps methods flags <<<"$run"
+    if [[ -n $bin ]]; then
+      # shellcheck disable=SC2086
+      step "bench_$name" "$t" env LD_LIBRARY_PATH="$ld" "$bin/bench_spurious" $flags --seeds "$SEEDS" --steps "$steps" \
+        --methods "$methods" --out "$work/bench_$name.json"
+    else
+      note "bench_$name" failed 127 0 0 "no bench_spurious"
+    fi
+    printf '%s\t%s\t%s\t%s\n' "$name" "$steps" "$methods" "$flags" >>"$work/bench_runs.tsv"
+  done
+}
+bench_spurious_runs "cuda|$T_BENCH|$STEPS|$METHODS|--backend cuda" "cudnn|$T_BENCH|$STEPS|$METHODS|--backend cudnn"
 
-# ---- 7. The PyTorch peer on the same GPU ----------------------------------------------------------------------
+# ---- 6. The PyTorch peer on the same GPU ----------------------------------------------------------------------
 peer=$carry/peers/torch_mnist1d.py
 [[ -f $peer ]] || peer=../shared/peers/torch_mnist1d.py
 pdata=$carry/data/mnist1d
@@ -280,7 +257,33 @@ else
   note peer_vmap failed 127 0 0 "no peer script (carry/peers/torch_mnist1d.py)"
 fi
 
-# ---- 8. Report -------------------------------------------------------------------------------------------------
+# ---- 7. bench_kernels ---------------------------------------------------------------------------------------
+if [[ -n $bin && -x $bin/bench_kernels ]]; then
+  # shellcheck disable=SC2086
+  step kernels "$T_KERNELS" env LD_LIBRARY_PATH="$ld" "$bin/bench_kernels" --benchmark_format=json \
+    --benchmark_out="$work/kernels.json" --benchmark_out_format=json $KERNELS_ARGS
+else
+  say "no bench_kernels in the carried build: skipped"
+  note kernels absent 0 0 0 "no bench_kernels in the carried build"
+fi
+
+# ---- 8. What batching buys: bench_spurious with a convolution, or a stream, per seed -----------------------------
+bench_spurious_runs "cudnn-per-seed|$T_BENCH_UNBATCHED|$UNBATCHED_STEPS|erm-base|--backend cudnn --cudnn-conv per-seed" \
+  "cuda-stream-per-seed|$T_BENCH_UNBATCHED|$UNBATCHED_STEPS|erm-base|--backend cuda --stream-per-seed"
+
+# ---- 9. compute-sanitizer over the kernel tests (memcheck: out-of-bounds and misaligned accesses, racecheck:
+# shared-memory hazards), where the machine has it. Kernel tests only: the sanitizers slow kernels ~100x.
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [[ -n $bin && -x $bin/sb_tests && -n $san ]]; then
+  for tool in memcheck racecheck; do
+    step "sanitizer_$tool" "$T_SANITIZER" env LD_LIBRARY_PATH="$ld" "$san" --tool "$tool" --error-exitcode 3 \
+      "$bin/sb_tests" --gtest_filter="$SANITIZER_FILTER" --gtest_color=no
+  done
+else
+  note sanitizer absent 0 0 0 "no compute-sanitizer on this machine (or no sb_tests)"
+fi
+
+# ---- 10. Report ------------------------------------------------------------------------------------------------
 [[ -f $carry/manifest.json ]] && cp "$carry/manifest.json" "$work/carry-manifest.json"
 export SEEDS STEPS METHODS UNBATCHED_STEPS PEER_STEPS PEER_LOOP_SEEDS PEER_VMAP_SEEDS GTEST_FILTER BUDGET_S fallback_used
 "$PYTHON" - "$work" "$out" "$date" "$((SECONDS - start))" <<'PY'
@@ -434,10 +437,26 @@ for b in bench:
 # Throughput against seeds and channels: bench_kernels' whole training steps (BM_train_step*/S/C).
 scaling = []
 for bm in (kernels or {}).get("benchmarks", []):
-    m = re.match(r"(BM_\w*train_step\w*)/(\d+)/(\d+)", bm.get("name", ""))
+    m = re.match(r"(BM_\w*train_step\w*(?:/[A-Za-z_]+)?)/(\d+)/(\d+)", bm.get("name", ""))
     if m and bm.get("seed_steps_per_s"):
         scaling.append({"benchmark": m.group(1), "seeds": int(m.group(2)), "channels": int(m.group(3)),
                         "seed_steps_per_s": bm["seed_steps_per_s"], "label": bm.get("label")})
+
+# Custom conv kernels against cuDNN on the same shapes (goal: >= 2x): cuDNN's time over ours.
+conv_speedup = []
+bt = {}
+for bm in (kernels or {}).get("benchmarks", []):
+    m = re.match(r"BM_(cudnn_)?conv_(forward|backward)(?:/(grouped|per_seed))?/(\d+)/(\d+)", bm.get("name", ""))
+    if m and bm.get("real_time"):
+        bt[(m.group(1) or "custom", m.group(2), m.group(3), int(m.group(4)), int(m.group(5)))] = bm["real_time"]
+for (who, pass_, mode, S_, C_), t in sorted(bt.items()):
+    if who != "custom":
+        continue
+    for mode_ in ("grouped", "per_seed"):
+        c = bt.get(("cudnn_", pass_, mode_, S_, C_))
+        if c:
+            conv_speedup.append({"pass": pass_, "seeds": S_, "channels": C_, "cudnn": mode_, "custom_time": t,
+                                 "cudnn_time": c, "speedup": round(c / t, 2)})
 
 fatal = {"failed", "timeout", "unavailable", "skipped"}
 ok = not any(s["status"] in fatal for s in steps)
@@ -458,6 +477,7 @@ res = {
     "peer": peer,
     "ratios": ratios,
     "scaling": scaling,
+    "conv_speedup": conv_speedup,
     "kernels": kernels,
     "steps": steps,
 }
@@ -529,6 +549,12 @@ for bk, e in bench.items():
                 L.append(f"| {m} | {sn} | {a.get('mean', 0):.4f} ± {a.get('std', 0):.4f} | {a.get('min', 0):.4f} | "
                          f"{a.get('max', 0):.4f} | {w.get('mean', 0):.4f} ± {w.get('std', 0):.4f} |")
 L += ["", "## Kernels (bench_kernels)", ""]
+if conv_speedup:
+    L += ["Custom conv1d kernels against cuDNN on conv2's shape (cuDNN time / ours; goal ≥ 2):", "",
+          "| pass | seeds | channels | cuDNN mode | ours | cuDNN | speedup |", "|---|---|---|---|---|---|---|"]
+    L += [f"| {x['pass']} | {x['seeds']} | {x['channels']} | {x['cudnn']} | {x['custom_time']:.4g} | "
+          f"{x['cudnn_time']:.4g} | **{x['speedup']}×** |" for x in conv_speedup]
+    L += [""]
 if kernels and kernels.get("benchmarks"):
     extra = sorted({k for bm in kernels["benchmarks"] for k, v in bm.items()
                     if isinstance(v, (int, float)) and k not in ("real_time", "cpu_time", "iterations", "repetitions",
