@@ -2,6 +2,7 @@
 #include "backend.h"
 
 #include <stdexcept>
+#include <string>
 
 #ifdef SB_HAVE_CUDA
 #include "backend_cuda.h"
@@ -24,6 +25,27 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOpti
 #endif
   }
   throw std::runtime_error("unknown backend '" + name + "' (known: cpu, cuda, cudnn)");
+}
+
+void check_train_data(const std::string& who, const float* x, const int32_t* labels, int N, int classes) {
+  if (N < 1) throw std::invalid_argument(who + ": the training set is empty");
+  if (!x || !labels) throw std::invalid_argument(who + ": null training data");
+  for (int i = 0; i < N; ++i)
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw std::invalid_argument(who + ": training label " + std::to_string(labels[i]) + " outside [0, " +
+                                  std::to_string(classes) + ")");
+}
+
+void check_train_step(const std::string& who, const int32_t* batch_index, int S, int B, int N) {
+  if (N == 0) throw std::logic_error(who + ": train_step before set_train_data");
+  if (B < 1 || B > N)
+    throw std::invalid_argument(who + ": batch of " + std::to_string(B) + " from a training set of " +
+                                std::to_string(N));
+  if (!batch_index) throw std::invalid_argument(who + ": null batch rows");
+  for (size_t i = 0; i < size_t(S) * B; ++i)
+    if (batch_index[i] < 0 || batch_index[i] >= N)
+      throw std::out_of_range(who + ": batch row " + std::to_string(batch_index[i]) + " outside [0, " +
+                              std::to_string(N) + ")");
 }
 
 std::vector<std::string> known_backends() { return {"cpu", "cuda", "cudnn"}; }

@@ -68,6 +68,13 @@ std::vector<std::string> known_backends();
 // Usable CUDA devices: 0 in a build without the CUDA backend or on a machine without a GPU.
 int cuda_device_count();
 
+// The argument checks of set_train_data and train_step that every backend makes, before touching anything; `who`
+// starts the message ("cpu backend"). Labels outside [0, classes) and empty or null data: std::invalid_argument;
+// a step before any training data: std::logic_error; B outside [1, N]: std::invalid_argument; a batch row outside
+// [0, N): std::out_of_range.
+void check_train_data(const std::string& who, const float* x, const int32_t* labels, int N, int classes);
+void check_train_step(const std::string& who, const int32_t* batch_index, int S, int B, int N);
+
 // The reference CPU backend (host/backend_cpu.cpp); threads 0 = all cores.
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 

@@ -68,11 +68,7 @@ class CpuBackend final : public Backend {
 
   void set_train_data(const float* x, const int32_t* labels, int N) override {
     require_reset();
-    if (N < 1) throw std::invalid_argument("cpu backend: the training set is empty");
-    for (int i = 0; i < N; ++i)
-      if (labels[i] < 0 || labels[i] >= shape_.classes)
-        throw std::invalid_argument("cpu backend: training label " + std::to_string(labels[i]) + " outside [0, " +
-                                    std::to_string(shape_.classes) + ")");
+    check_train_data("cpu backend", x, labels, N, shape_.classes);
     x_.assign(x, x + size_t(S_) * N * shape_.length);
     labels_.assign(labels, labels + N);
     N_ = N;
@@ -80,14 +76,7 @@ class CpuBackend final : public Backend {
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
     require_reset();
-    if (N_ == 0) throw std::logic_error("cpu backend: train_step before set_train_data");
-    if (B < 1 || B > N_)
-      throw std::invalid_argument("cpu backend: batch of " + std::to_string(B) + " from a training set of " +
-                                  std::to_string(N_));
-    for (size_t i = 0; i < size_t(S_) * B; ++i)
-      if (batch_index[i] < 0 || batch_index[i] >= N_)
-        throw std::out_of_range("cpu backend: batch row " + std::to_string(batch_index[i]) + " outside [0, " +
-                                std::to_string(N_) + ")");
+    check_train_step("cpu backend", batch_index, S_, B, N_);
     ensure_buffers(train_buffers_, B);
     const int t = ++step_;
     const int L = shape_.length, K = shape_.classes;

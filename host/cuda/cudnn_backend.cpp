@@ -64,6 +64,7 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include "backend.h"
 #include "convbase.h"
 #include "cuda_check.h"  // SB_CUDA_CHECK, SB_CUBLAS_CHECK, SB_CUDNN_CHECK: failures throw with file:line
+#include "cuda_handles.h"
 #include "device_memory.h"
 #include "gather.h"
 #include "nvtx.h"  // host/nvtx.h
@@ -73,6 +74,9 @@ namespace sb {
 namespace {
 
 using gpu::DeviceArray;
+using gpu::EventHandle;
+using gpu::PinnedBuffer;
+using gpu::StreamHandle;
 
 // ---- Owning handles (destructors ignore errors: they run during unwinding and at exit).
 
@@ -111,52 +115,6 @@ class CublasHandle {
 
  private:
   cublasHandle_t h_ = nullptr;
-};
-
-class StreamHandle {
- public:
-  StreamHandle() { SB_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-  ~StreamHandle() { cudaStreamDestroy(s_); }
-  StreamHandle(const StreamHandle&) = delete;
-  StreamHandle& operator=(const StreamHandle&) = delete;
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
-
-class EventHandle {
- public:
-  EventHandle() { SB_CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
-  ~EventHandle() { cudaEventDestroy(e_); }
-  EventHandle(const EventHandle&) = delete;
-  EventHandle& operator=(const EventHandle&) = delete;
-  cudaEvent_t get() const { return e_; }
-
- private:
-  cudaEvent_t e_ = nullptr;
-};
-
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes) {
-    if (bytes) SB_CUDA_CHECK(cudaMallocHost(&p_, bytes));
-  }
-  ~PinnedBuffer() {
-    if (p_) cudaFreeHost(p_);
-  }
-  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    std::swap(p_, o.p_);  // the old buffer is freed with o
-    return *this;
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  unsigned char* data() const { return static_cast<unsigned char*>(p_); }
-
- private:
-  void* p_ = nullptr;
 };
 
 // ---- Descriptor helpers. Every tensor is 4-D NCHW float with H = 1.
@@ -305,12 +263,7 @@ class CudnnBackend final : public Backend {
 
   void set_train_data(const float* x, const int32_t* labels, int N) override {
     require_reset();
-    if (N < 1) throw std::invalid_argument("cudnn backend: the training set is empty");
-    if (!x || !labels) throw std::invalid_argument("cudnn backend: null training data");
-    for (int i = 0; i < N; ++i)
-      if (labels[i] < 0 || labels[i] >= shape_.classes)
-        throw std::invalid_argument("cudnn backend: training label " + std::to_string(labels[i]) + " outside [0, " +
-                                    std::to_string(shape_.classes) + ")");
+    check_train_data("cudnn backend", x, labels, N, shape_.classes);
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     const size_t nx = size_t(S_) * N * shape_.length;
     x_train_ = DeviceArray<float>(nx);
@@ -322,15 +275,7 @@ class CudnnBackend final : public Backend {
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
     require_reset();
-    if (N_ == 0) throw std::logic_error("cudnn backend: train_step before set_train_data");
-    if (B < 1 || B > N_)
-      throw std::invalid_argument("cudnn backend: batch of " + std::to_string(B) + " from a training set of " +
-                                  std::to_string(N_));
-    if (!batch_index) throw std::invalid_argument("cudnn backend: null batch rows");
-    for (size_t i = 0; i < size_t(S_) * B; ++i)
-      if (batch_index[i] < 0 || batch_index[i] >= N_)
-        throw std::out_of_range("cudnn backend: batch row " + std::to_string(batch_index[i]) + " outside [0, " +
-                                std::to_string(N_) + ")");
+    check_train_step("cudnn backend", batch_index, S_, B, N_);
     const NvtxRange range("cudnn:train_step");
     ensure_train_capacity(B);
     const Plan& plan = plan_for(B);
