@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "backend.h"
@@ -156,6 +157,34 @@ inline void expect_ten_steps_match_cpu(Backend& device, const ConvBaseShape& sha
   const Trained want = train_ten_steps(*cpu, pr, 1);
   const Trained got = train_ten_steps(device, pr, kTenStepLossEvery);
   expect_trained_close(pr, got, want, kTenStepLossEvery);
+}
+
+// The calls every backend must refuse, in order: get_params before reset, a step before training data, a label
+// out of range, a batch row out of range, a batch larger than the training set, S = 0; and one good step.
+inline void expect_rejects_bad_calls(Backend& be) {
+  const ConvBaseShape shape{4, 40, 10};
+  std::vector<float> params(2 * shape.num_params(), 0.01f), out(1000);
+  EXPECT_THROW(be.get_params(params.data()), std::logic_error);  // before reset
+  EXPECT_THROW(be.predict(params.data(), 1, false, out.data()), std::logic_error);
+  be.reset(shape, 2, params.data(), AdamConfig{});
+  const std::vector<int32_t> rows(2 * 3, 0);
+  EXPECT_THROW(be.train_step(rows.data(), 3, 1e-2f, nullptr), std::logic_error);  // before set_train_data
+  const std::vector<float> x(2 * 5 * 40, 0.5f);
+  std::vector<int32_t> labels(5, 1);
+  labels[3] = 10;
+  EXPECT_THROW(be.set_train_data(x.data(), labels.data(), 5), std::invalid_argument);
+  labels[3] = 2;
+  be.set_train_data(x.data(), labels.data(), 5);
+  std::vector<int32_t> bad = rows;
+  bad[4] = 5;
+  EXPECT_THROW(be.train_step(bad.data(), 3, 1e-2f, nullptr), std::out_of_range);
+  EXPECT_THROW(be.train_step(rows.data(), 6, 1e-2f, nullptr), std::invalid_argument);  // B > N
+  float loss[2] = {kNaN, kNaN};
+  be.train_step(rows.data(), 3, 1e-2f, loss);
+  EXPECT_FALSE(std::isnan(loss[0]) || std::isnan(loss[1]));
+  labels[0] = -1;
+  EXPECT_THROW(be.saliency(x.data(), labels.data(), 5, false, out.data()), std::invalid_argument);
+  EXPECT_THROW(be.reset(shape, 0, params.data(), AdamConfig{}), std::invalid_argument);
 }
 
 }  // namespace sb::test_util
