@@ -94,6 +94,8 @@ struct Conv2Setup {
   sb::gpu::ConvDims d;
   size_t param_stride;
   sb::gpu::DeviceArray<float> in, out, dout, din, params, grads;
+  // The weight gradient's split-R partials, as the cuda backend gives it (empty where the shape is not split).
+  sb::gpu::DeviceArray<float> workspace{sb::gpu::conv1d_backward_weights_workspace(d)};
 };
 
 void BM_conv_forward(benchmark::State& state) {
@@ -119,7 +121,8 @@ void BM_conv_backward(benchmark::State& state) {
         sb::gpu::conv1d_backward_input(c.d, c.dout.data(), c.params.data(), c.param_stride, c.in.data(), false,
                                        c.din.data(), nullptr);
         sb::gpu::conv1d_backward_weights(c.d, c.dout.data(), c.in.data(), size_t(c.d.B) * c.d.cin * c.d.lin,
-                                         c.grads.data(), c.grads.data() + w, c.param_stride, nullptr);
+                                         c.grads.data(), c.grads.data() + w, c.param_stride, nullptr,
+                                         c.workspace.data());
       },
       2.0 * c.flops(), c.d.S);
 }

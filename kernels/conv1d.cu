@@ -80,11 +80,14 @@ struct ConvBackwardInputOp {
 // dw[s][co][ci][k] = sum_{b, l} dout[s][b][co][l] * in[s][b][ci][2l+k-1]; column n = Cin*K is the bias, whose
 // "input" is 1: dbias[s][co] = sum_{b, l} dout[s][b][co][l] (fmaf(x, 1, acc) rounds as x + acc).
 //   m = co,  n = ci*K + k (or Cin*K),  r = b*Lout + l
+// Runs on the split path (launch_batched_gemm_split): M x N is small and R long. The divisions by Lout and K are
+// by FastDivisor (exact), which leaves the values read, hence the bits, as plain integer division would.
 struct ConvBackwardWeightsOp {
   static constexpr bool kLoadAAlongR = true;   // a(m, r) = dout[b][m][l]: contiguous in l
   static constexpr bool kLoadBAlongR = false;  // b(r, n) = in[b][ci][2l+k-1]: contiguous in k
   int M, N, R;
   int B, cin, K, lin, lout;
+  gemm::FastDivisor div_lout, div_K;
   const float* dout;
   const float* in;
   size_t in_seed_stride;
@@ -94,12 +97,12 @@ struct ConvBackwardWeightsOp {
 
   __device__ float init(int, int, int) const { return 0.0f; }
   __device__ float a(int s, int m, int r) const {
-    const int b = r / lout, l = r - b * lout;
+    const int b = div_lout.div(r), l = r - b * lout;
     return dout[((size_t(s) * B + b) * M + m) * lout + l];
   }
   __device__ float b(int s, int r, int n) const {
     if (n == N - 1) return 1.0f;  // the bias column
-    const int b = r / lout, l = r - b * lout, ci = n / K, k = n - ci * K;
+    const int b = div_lout.div(r), l = r - b * lout, ci = div_K.div(n), k = n - ci * K;
     const int p = 2 * l + k - 1;
     return (p >= 0 && p < lin) ? in[s * in_seed_stride + (size_t(b) * cin + ci) * lin + p] : 0.0f;
   }
@@ -157,16 +160,29 @@ void conv1d_backward_input(const ConvDims& d, const float* dout, const float* w,
 }
 
 void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* in, size_t in_seed_stride, float* dw,
-                             float* dbias, size_t param_stride, Stream stream) {
+                             float* dbias, size_t param_stride, Stream stream, float* workspace) {
   check_dims(d, "conv1d_backward_weights");
   check_pointers({dout, in, dw, dbias}, "conv1d_backward_weights");
   if ((long long)d.B * d.lout() >= INT_MAX) throw std::invalid_argument("conv1d_backward_weights: batch too large");
   ConvBackwardWeightsOp op;
   op.M = d.cout, op.N = d.cin * d.K + 1, op.R = d.B * d.lout();
   op.B = d.B, op.cin = d.cin, op.K = d.K, op.lin = d.lin, op.lout = d.lout();
+  op.div_lout = gemm::FastDivisor(op.lout), op.div_K = gemm::FastDivisor(d.K);
   op.dout = dout, op.in = in, op.in_seed_stride = in_seed_stride;
   op.dw = dw, op.dbias = dbias, op.param_stride = param_stride;
-  gemm::launch_batched_gemm(op, d.S, stream, "conv1d_backward_weights");
+  gemm::launch_batched_gemm_split(op, d.S, workspace, stream, "conv1d_backward_weights");
+}
+
+void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* in, size_t in_seed_stride, float* dw,
+                             float* dbias, size_t param_stride, Stream stream) {
+  conv1d_backward_weights(d, dout, in, in_seed_stride, dw, dbias, param_stride, stream, nullptr);
+}
+
+size_t conv1d_backward_weights_workspace(const ConvDims& d) {
+  check_dims(d, "conv1d_backward_weights_workspace");
+  if ((long long)d.B * d.lout() >= INT_MAX)
+    throw std::invalid_argument("conv1d_backward_weights_workspace: batch too large");
+  return size_t(d.S) * gemm::split_workspace_per_seed(d.cout, d.cin * d.K + 1, d.B * d.lout());
 }
 
 }  // namespace sb::gpu

@@ -35,7 +35,20 @@ void conv1d_backward_input(const ConvDims& d, const float* dout, const float* w,
 // dw (Cout, Cin, K) and dbias (Cout) of every seed, from dout (S, B, Cout, Lout), the gradient of the
 // pre-activation, and the layer input in (seed stride in_seed_stride as in conv1d_forward):
 //   dw[co][ci][k] = sum_{b, l} dout[b][co][l] * in[b][ci][2l+k-1],   dbias[co] = sum_{b, l} dout[b][co][l].
+// A GEMM with few outputs (Cout x Cin*K+1) and a long sum (B*Lout): with a workspace of
+// conv1d_backward_weights_workspace(d) floats the sum is split into chunks summed by separate blocks, then added
+// in a fixed order (kernels/batched_gemm.cuh, split_plan). The chunks depend only on Cout, Cin, K, B and Lout,
+// so a seed's bits still do not depend on S; they do depend on whether the split ran: give the workspace always
+// (the cuda backend does) or never. workspace == nullptr sums each output in one chain, as when nothing is split.
+void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* in, size_t in_seed_stride, float* dw,
+                             float* dbias, size_t param_stride, Stream stream, float* workspace);
+// The same without a workspace: one chain per output (the split path's splits = 1).
 void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* in, size_t in_seed_stride, float* dw,
                              float* dbias, size_t param_stride, Stream stream);
+
+// Floats of workspace conv1d_backward_weights needs for d's S seeds (S * splits * Cout * (Cin*K + 1)); 0 when
+// its shape is not split. Seed s's part is the s-th of S equal slices, so a group of seeds [s0, s0 + S_g) may use
+// workspace + s0 * conv1d_backward_weights_workspace(d with S = 1).
+size_t conv1d_backward_weights_workspace(const ConvDims& d);
 
 }  // namespace sb::gpu

@@ -13,11 +13,45 @@
 
 #include "backend.h"
 #include "convbase.h"
+#include "cpu_layers.h"
 #include "philox.h"
 
 namespace sb::test_util {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+inline std::vector<float> random_floats(size_t n, uint64_t key, float lo = -1.0f, float hi = 1.0f) {
+  RngStream rng(key, 0, Purpose::init_weights, 4242);
+  std::vector<float> v(n);
+  for (float& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+inline std::vector<int32_t> random_ints(size_t n, uint64_t key, int below) {
+  RngStream rng(key, 1, Purpose::init_weights, 4242);
+  std::vector<int32_t> v(n);
+  for (int32_t& x : v) x = int32_t(rng.below(uint32_t(below)));
+  return v;
+}
+
+// B samples of activations in the cpu_layers layout, from / to sample-major (B, C, L).
+struct CpuAct {
+  CpuAct(int C, int L, int pad, int B_)
+      : B(B_), buf(size_t(C) * (L + 2 * pad) * padded_batch(B_), 0.0f), v{buf.data(), C, L, pad, padded_batch(B_)} {}
+  void set(const float* sm) {
+    for (int b = 0; b < B; ++b)
+      for (int c = 0; c < v.channels; ++c)
+        for (int p = 0; p < v.length; ++p) v.row(c, p)[b] = sm[(size_t(b) * v.channels + c) * v.length + p];
+  }
+  void get(float* sm) const {
+    for (int b = 0; b < B; ++b)
+      for (int c = 0; c < v.channels; ++c)
+        for (int p = 0; p < v.length; ++p) sm[(size_t(b) * v.channels + c) * v.length + p] = v.row(c, p)[b];
+  }
+  int B;
+  std::vector<float> buf;
+  ActView v;
+};
 
 inline size_t count_nan(const std::vector<float>& v) {
   return size_t(std::count_if(v.begin(), v.end(), [](float x) { return std::isnan(x); }));

@@ -4,6 +4,7 @@
 // Device layouts, seed first, sample-major (PyTorch's NCL) within a seed:
 //   params, grads, Adam m and v   (S, P)          x_train (S, N, L), labels (N)
 //   xb (S, B, L)   a1 (S, B, C, L1)   a2 (S, B, C, L2)   a3 (S, B, C*L3) = the head input z   logits (S, B, K)
+//   wgrad_workspace (S, W): the conv weight gradients' split-sum partials (conv1d_backward_weights_workspace)
 // Seeds are split into contiguous groups, each with its own stream, slices of every buffer, and (after its first
 // step at a batch size) a CUDA graph of its training step. A step's host inputs (batch rows and Adam scalars) go
 // through a ring of pinned staging slots with one cudaMemcpyAsync per group, so train_step without a loss never
@@ -26,6 +27,7 @@
 #include "conv1d.h"
 #include "convbase.h"
 #include "cuda_check.h"
+#include "cuda_handles.h"
 #include "device_memory.h"
 #include "gather.h"
 #include "linear.h"
@@ -36,54 +38,11 @@ namespace sb {
 namespace {
 
 using gpu::DeviceArray;
+using gpu::EventHandle;
+using gpu::PinnedBuffer;
+using gpu::StreamHandle;
 
 // ---- Owning handles of CUDA objects (destructors ignore errors: they run during unwinding and at exit).
-
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes) {
-    if (bytes) SB_CUDA_CHECK(cudaMallocHost(&p_, bytes));
-  }
-  ~PinnedBuffer() {
-    if (p_) cudaFreeHost(p_);
-  }
-  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    std::swap(p_, o.p_);  // the old buffer is freed with o
-    return *this;
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  unsigned char* data() const { return static_cast<unsigned char*>(p_); }
-
- private:
-  void* p_ = nullptr;
-};
-
-class StreamHandle {
- public:
-  StreamHandle() { SB_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-  ~StreamHandle() { cudaStreamDestroy(s_); }
-  StreamHandle(const StreamHandle&) = delete;
-  StreamHandle& operator=(const StreamHandle&) = delete;
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
-
-class EventHandle {
- public:
-  EventHandle() { SB_CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
-  ~EventHandle() { cudaEventDestroy(e_); }
-  EventHandle(const EventHandle&) = delete;
-  EventHandle& operator=(const EventHandle&) = delete;
-  cudaEvent_t get() const { return e_; }
-
- private:
-  cudaEvent_t e_ = nullptr;
-};
 
 class GraphExecHandle {
  public:
@@ -135,6 +94,10 @@ struct PassBuffers {
   int capacity = 0;
   DeviceArray<float> x, a1, a2, a3, logits, dlogits, d3, d2, d1, dx;
   DeviceArray<int32_t> labels;
+  // Training passes only (weight gradients): W floats per seed, enough for any of the three conv layers at any
+  // batch up to capacity; seeds [s0, ...) use the slice from s0 * W. Allocated with the rest, before any capture.
+  DeviceArray<float> wgrad_workspace;
+  size_t wgrad_workspace_per_seed = 0;
 };
 
 int cuda_device_or_throw() {
@@ -212,12 +175,7 @@ class CudaBackend final : public Backend {
 
   void set_train_data(const float* x, const int32_t* labels, int N) override {
     require_reset();
-    if (N < 1) throw std::invalid_argument("cuda backend: the training set is empty");
-    if (!x || !labels) throw std::invalid_argument("cuda backend: null training data");
-    for (int i = 0; i < N; ++i)
-      if (labels[i] < 0 || labels[i] >= shape_.classes)
-        throw std::invalid_argument("cuda backend: training label " + std::to_string(labels[i]) + " outside [0, " +
-                                    std::to_string(shape_.classes) + ")");
+    check_train_data("cuda backend", x, labels, N, shape_.classes);
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     invalidate_graphs();  // they hold the old buffers and N
     const size_t nx = size_t(S_) * N * shape_.length;
@@ -230,15 +188,7 @@ class CudaBackend final : public Backend {
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
     require_reset();
-    if (N_ == 0) throw std::logic_error("cuda backend: train_step before set_train_data");
-    if (B < 1 || B > N_)
-      throw std::invalid_argument("cuda backend: batch of " + std::to_string(B) + " from a training set of " +
-                                  std::to_string(N_));
-    if (!batch_index) throw std::invalid_argument("cuda backend: null batch rows");
-    for (size_t i = 0; i < size_t(S_) * B; ++i)
-      if (batch_index[i] < 0 || batch_index[i] >= N_)
-        throw std::out_of_range("cuda backend: batch row " + std::to_string(batch_index[i]) + " outside [0, " +
-                                std::to_string(N_) + ")");
+    check_train_step("cuda backend", batch_index, S_, B, N_);
     const NvtxRange range("cuda:train_step");  // nested in the study's train_step
     ensure_train_capacity(B);
     const int t = ++step_;
@@ -295,12 +245,14 @@ class CudaBackend final : public Backend {
     size_t x_seed_stride;
     float *a1, *a2, *a3, *logits;        // forward outputs
     float *dlogits, *d3, *d2, *d1;       // gradients (d* of the pre-activations after the ReLU masks)
+    float* wgrad_workspace;              // (S, W) for conv1d_backward_weights, or null (one chain per output)
   };
 
   Pass slice(PassBuffers& buf, int s0, int S, int B, const float* x, size_t x_seed_stride) const {
     const int C = shape_.channels, K = shape_.classes;
     const size_t n1 = size_t(B) * C * shape_.l1(), n2 = size_t(B) * C * shape_.l2(), n3 = size_t(B) * shape_.feature_dim();
     const size_t nk = size_t(B) * K, off = size_t(s0);
+    float* ws = buf.wgrad_workspace.data() ? buf.wgrad_workspace.data() + off * buf.wgrad_workspace_per_seed : nullptr;
     return Pass{S,
                 B,
                 params_.data() + off * P_,
@@ -313,7 +265,8 @@ class CudaBackend final : public Backend {
                 buf.dlogits.data() + off * nk,
                 buf.d3.data() + off * n3,
                 buf.d2.data() + off * n2,
-                buf.d1.data() + off * n1};
+                buf.d1.data() + off * n1,
+                ws};
   }
 
   gpu::ConvDims conv1_dims(int S, int B) const {
@@ -352,13 +305,18 @@ class CudaBackend final : public Backend {
     const size_t a1_stride = size_t(p.B) * s.channels * s.l1(), a2_stride = size_t(p.B) * s.channels * s.l2();
     if (g) gpu::linear_backward_weights(head_dims(p.S, p.B), p.dlogits, p.a3, g + s.off_wh(), g + s.off_bh(), P, st);
     gpu::linear_backward_input(head_dims(p.S, p.B), p.dlogits, w + s.off_wh(), P, p.a3, p.d3, st);
-    if (g) gpu::conv1d_backward_weights(conv3_dims(p.S, p.B), p.d3, p.a2, a2_stride, g + s.off_w3(), g + s.off_b3(), P, st);
+    float* ws = p.wgrad_workspace;  // each layer's split partials, one layer at a time (stream order)
+    if (g)
+      gpu::conv1d_backward_weights(conv3_dims(p.S, p.B), p.d3, p.a2, a2_stride, g + s.off_w3(), g + s.off_b3(), P, st,
+                                   ws);
     gpu::conv1d_backward_input(conv3_dims(p.S, p.B), p.d3, w + s.off_w3(), P, p.a2, false, p.d2, st);
-    if (g) gpu::conv1d_backward_weights(conv2_dims(p.S, p.B), p.d2, p.a1, a1_stride, g + s.off_w2(), g + s.off_b2(), P, st);
+    if (g)
+      gpu::conv1d_backward_weights(conv2_dims(p.S, p.B), p.d2, p.a1, a1_stride, g + s.off_w2(), g + s.off_b2(), P, st,
+                                   ws);
     gpu::conv1d_backward_input(conv2_dims(p.S, p.B), p.d2, w + s.off_w2(), P, p.a1, false, p.d1, st);
     if (g)
       gpu::conv1d_backward_weights(conv1_dims(p.S, p.B), p.d1, p.x, p.x_seed_stride, g + s.off_w1(), g + s.off_b1(), P,
-                                   st);
+                                   st, ws);
   }
 
   // ---- Training
@@ -436,6 +394,8 @@ class CudaBackend final : public Backend {
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     invalidate_graphs();
     allocate_pass(train_, B);
+    train_.wgrad_workspace_per_seed = wgrad_workspace_per_seed(B);
+    train_.wgrad_workspace = DeviceArray<float>(size_t(S_) * train_.wgrad_workspace_per_seed);
     for (auto& g : groups_) {
       g->step_input = DeviceArray<unsigned char>(kStepHeaderBytes + size_t(g->S) * B * sizeof(int32_t));
       g->slots.clear();
@@ -446,6 +406,17 @@ class CudaBackend final : public Backend {
       }
       g->next_slot = 0;
     }
+  }
+
+  // Floats of conv weight-gradient workspace one seed needs at any batch size up to capacity (the split plan
+  // follows B*Lout and is not monotone in it everywhere, so every size is asked; a few hundred integer
+  // computations, once per growth).
+  size_t wgrad_workspace_per_seed(int capacity) const {
+    size_t w = 0;
+    for (int B = 1; B <= capacity; ++B)
+      for (const gpu::ConvDims& d : {conv1_dims(1, B), conv2_dims(1, B), conv3_dims(1, B)})
+        w = std::max(w, gpu::conv1d_backward_weights_workspace(d));
+    return w;
   }
 
   void allocate_pass(PassBuffers& buf, int capacity) {
