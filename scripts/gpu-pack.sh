@@ -35,7 +35,7 @@ if [[ -z "$build" ]]; then
   if [[ ! -f $build/CMakeCache.txt ]] && command -v ninja >/dev/null; then gen=(-G Ninja); fi
   echo "gpu-pack: configuring $build" >&2
   nice -n 10 cmake -S . -B "$build" "${gen[@]}" -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
-    -DSB_ENABLE_CUDA=ON >&2
+    -DSB_ENABLE_CUDA=ON -DSB_CUDA_EMULATION=OFF >&2  # the real GPU runs the real tests
   echo "gpu-pack: building $build (nice, -j${JOBS:-$(nproc)})" >&2
   nice -n 10 cmake --build "$build" -j"${JOBS:-$(nproc)}" >&2
 fi
