@@ -5,11 +5,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <vector>
+
+#include "philox.h"
 
 inline std::string sb_env_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
@@ -32,4 +37,32 @@ inline std::string sb_slurp(const std::filesystem::path& p) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// n elements of the canonical MNIST-1D array `name` (data/mnist1d/, raw little-endian).
+template <class T>
+std::vector<T> sb_read_canonical(const std::string& name, size_t n) {
+  const std::string path = sb_source_dir() + "/data/mnist1d/" + name;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  std::vector<T> v(n);
+  in.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * sizeof(T)));
+  if (in.gcount() != std::streamsize(n * sizeof(T))) throw std::runtime_error("short read " + path);
+  return v;
+}
+
+// N x L standard-normal inputs from stream `key`: deterministic and non-trivial (so "unchanged" means
+// bit-identical to something non-zero).
+inline std::vector<float> sb_normal_inputs(int N, int L, uint64_t key) {
+  std::vector<float> x(size_t(N) * L);
+  sb::RngStream r(key, 0, sb::Purpose::init_weights);
+  for (auto& v : x) v = r.normal();
+  return x;
+}
+
+// N labels cycling through 0..classes-1 in a shuffled order.
+inline std::vector<int32_t> sb_cyclic_labels(int N, int classes) {
+  std::vector<int32_t> y(static_cast<size_t>(N));
+  for (int i = 0; i < N; ++i) y[size_t(i)] = (i * 7 + i / classes) % classes;
+  return y;
 }

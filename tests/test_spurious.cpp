@@ -22,35 +22,14 @@ namespace {
 
 const std::vector<int> kTrainCounts = {398, 396, 411, 394, 394, 402, 401, 404, 402, 398};
 
-std::vector<int32_t> canonical_train_labels() {
-  const std::string path = sb_source_dir() + "/data/mnist1d/y_train.i32";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path);
-  std::vector<int32_t> y(4000);
-  in.read(reinterpret_cast<char*>(y.data()), std::streamsize(y.size() * sizeof(int32_t)));
-  if (in.gcount() != std::streamsize(y.size() * sizeof(int32_t))) throw std::runtime_error("short read " + path);
-  return y;
-}
+std::vector<int32_t> canonical_train_labels() { return sb_read_canonical<int32_t>("y_train.i32", 4000); }
 
 const std::vector<int32_t>& labels() {
   static const std::vector<int32_t> y = canonical_train_labels();
   return y;
 }
 
-// Deterministic, non-trivial inputs (so "unchanged" means bit-identical to something non-zero).
-std::vector<float> inputs(int N, int L) {
-  std::vector<float> x(size_t(N) * L);
-  RngStream r(12345, 0, Purpose::init_weights);
-  for (auto& v : x) v = r.normal();
-  return x;
-}
-
-// Small labelled set: N samples, labels cycling 0..classes-1 in a shuffled order.
-std::vector<int32_t> cyclic_labels(int N, int classes) {
-  std::vector<int32_t> y(static_cast<size_t>(N));
-  for (int i = 0; i < N; ++i) y[size_t(i)] = (i * 7 + i / classes) % classes;
-  return y;
-}
+std::vector<float> inputs(int N, int L) { return sb_normal_inputs(N, L, 12345); }
 
 SpuriousConfig with_draw(NoiseDraw d, double p = 0.9) {
   SpuriousConfig c;
@@ -181,7 +160,7 @@ TEST(Spurious, OnlyBlockFeaturesChangeInEveryMode) {
 TEST(Spurious, BlocksAreClippedAtTheSequenceEnd) {
   // L = 38: class 9's block [36, 41) is clipped to [36, 38); class 8's [32, 37) is whole.
   const int N = 200, L = 38;
-  const auto y = cyclic_labels(N, 10);
+  const auto y = sb_cyclic_labels(N, 10);
   const auto x = inputs(N, L);
   for (NoiseDraw d : {NoiseDraw::per_class, NoiseDraw::per_sample, NoiseDraw::per_element}) {
     SpuriousConfig c = with_draw(d, 1.0);
@@ -247,7 +226,7 @@ TEST(Spurious, PerSampleModeIsConstantWithinABlockAndVariesAcrossSamples) {
 TEST(Spurious, PerSampleModeValuesComeFromTheSampleSubStream) {
   // The documented layout a kernel reproduces: sample i reads RngStream(seed, idx, spurious_sample_noise, i << 32).
   const int N = 100, L = 40;
-  const auto y = cyclic_labels(N, 10);
+  const auto y = sb_cyclic_labels(N, 10);
   std::vector<float> x(size_t(N) * L, 0.0f);
   const SpuriousConfig c = with_draw(NoiseDraw::per_sample, 1.0);
   const SpuriousSet s = plant_spurious_feature(c, x.data(), y.data(), N, L, 9, 4);
@@ -273,7 +252,7 @@ TEST(Spurious, PerSampleModeValuesComeFromTheSampleSubStream) {
 
 TEST(Spurious, ChoiceIsPartialFisherYatesFromTheClassSubStream) {
   const int N = 300, L = 40;
-  const auto y = cyclic_labels(N, 10);
+  const auto y = sb_cyclic_labels(N, 10);
   const auto x = inputs(N, L);
   const SpuriousConfig c = with_draw(NoiseDraw::per_class, 0.4);
   const SpuriousSet s = plant_spurious_feature(c, x.data(), y.data(), N, L, 21, 6);
@@ -372,7 +351,7 @@ TEST(Spurious, SmallerPPlantsASubsetOfLargerP) {
 TEST(Spurious, ChosenSamplesAreUniformWithinAClass) {
   // Over many seed indices, every sample of a class is chosen about p of the time.
   const int N = 200, L = 40, seeds = 400;
-  const auto y = cyclic_labels(N, 10);
+  const auto y = sb_cyclic_labels(N, 10);
   const auto x = inputs(N, L);
   const SpuriousConfig c = with_draw(NoiseDraw::per_class, 0.25);
   std::vector<int> hits(size_t(N), 0);
@@ -389,7 +368,7 @@ TEST(Spurious, ChosenSamplesAreUniformWithinAClass) {
 
 TEST(Spurious, AlignedPlantsEverySampleOnItsOwnBlock) {
   const int N = 1000, L = 40;
-  const auto y = cyclic_labels(N, 10);
+  const auto y = sb_cyclic_labels(N, 10);
   const auto x = inputs(N, L);
   for (NoiseDraw d : {NoiseDraw::per_class, NoiseDraw::per_sample, NoiseDraw::per_element}) {
     const SpuriousConfig c = with_draw(d, 0.3);  // p is ignored: aligned is p = 1
@@ -420,7 +399,7 @@ TEST(Spurious, AlignedPlantsEverySampleOnItsOwnBlock) {
 
 TEST(Spurious, ConflictingPlantsAnotherClassUniformly) {
   const int N = 1000, L = 40;
-  const auto y = cyclic_labels(N, 10);
+  const auto y = sb_cyclic_labels(N, 10);
   const auto x = inputs(N, L);
   for (NoiseDraw d : {NoiseDraw::per_class, NoiseDraw::per_sample, NoiseDraw::per_element}) {
     const SpuriousConfig c = with_draw(d, 0.9);
@@ -459,7 +438,7 @@ TEST(Spurious, ConflictingUsesItsOwnStream) {
   // The documented layout: sample i reads RngStream(seed, idx, test_conflicting, i << 32), first
   // below(classes - 1) for the class (skipping its own), then the noise value(s).
   const int N = 50, L = 40;
-  const auto y = cyclic_labels(N, 10);
+  const auto y = sb_cyclic_labels(N, 10);
   std::vector<float> zeros(size_t(N) * L, 0.0f);
   const SpuriousConfig c = with_draw(NoiseDraw::per_sample, 0.9);
   const SpuriousSet co = make_test_conflicting(c, zeros.data(), y.data(), N, L, 13, 3);
@@ -521,7 +500,7 @@ TEST(Spurious, ValidateRejectsBadConfigs) {
   EXPECT_THROW(validate(ok, 36), std::invalid_argument);
   // The transforms validate too, and reject labels outside [0, classes).
   const int N = 20, L = 40;
-  auto y = cyclic_labels(N, 10);
+  auto y = sb_cyclic_labels(N, 10);
   const auto x = inputs(N, L);
   c = ok;
   c.p = 2.0;

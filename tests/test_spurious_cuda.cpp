@@ -34,31 +34,6 @@ namespace {
   GTEST_SKIP() << "no CUDA device on this machine: the device build of D_sp and the test sets is only " \
                   "compared with the CPU on a GPU"
 
-template <class T>
-std::vector<T> read_array(const std::string& name, size_t n) {
-  const std::string path = sb_source_dir() + "/data/mnist1d/" + name;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path);
-  std::vector<T> v(n);
-  in.read(reinterpret_cast<char*>(v.data()), std::streamsize(n * sizeof(T)));
-  if (in.gcount() != std::streamsize(n * sizeof(T))) throw std::runtime_error("short read " + path);
-  return v;
-}
-
-// Deterministic inputs of any shape.
-std::vector<float> synthetic_inputs(int N, int L) {
-  std::vector<float> x(size_t(N) * L);
-  RngStream r(777, 0, Purpose::init_weights);
-  for (auto& v : x) v = r.normal();
-  return x;
-}
-
-std::vector<int32_t> cyclic_labels(int N, int classes) {
-  std::vector<int32_t> y(static_cast<size_t>(N));
-  for (int i = 0; i < N; ++i) y[size_t(i)] = (i * 7 + i / classes) % classes;
-  return y;
-}
-
 enum class Set { train, aligned, conflicting };
 const char* name(Set s) { return s == Set::train ? "D_sp" : s == Set::aligned ? "aligned" : "conflicting"; }
 
@@ -194,9 +169,9 @@ void run_case(const Case& cs, NoiseDraw draw, Set set) {
   c.classes = cs.classes;
   c.draw = draw;
   const std::vector<float> x =
-      cs.canonical ? read_array<float>("x_train.f32", size_t(cs.N) * cs.L) : synthetic_inputs(cs.N, cs.L);
+      cs.canonical ? sb_read_canonical<float>("x_train.f32", size_t(cs.N) * cs.L) : sb_normal_inputs(cs.N, cs.L, 777);
   const std::vector<int32_t> y =
-      cs.canonical ? read_array<int32_t>("y_train.i32", size_t(cs.N)) : cyclic_labels(cs.N, cs.classes);
+      cs.canonical ? sb_read_canonical<int32_t>("y_train.i32", size_t(cs.N)) : sb_cyclic_labels(cs.N, cs.classes);
   const uint64_t base = 0x5EEDULL;
   const uint32_t s0 = 3;
   const int S = 4;
@@ -240,8 +215,8 @@ TEST(SpuriousCuda, EveryOutputIsWritten) {
   c.classes = 2;
   c.draw = NoiseDraw::per_element;
   const int N = 333, L = 40, S = 5;
-  const std::vector<float> x = synthetic_inputs(N, L);
-  const std::vector<int32_t> y = cyclic_labels(N, c.classes);
+  const std::vector<float> x = sb_normal_inputs(N, L, 777);
+  const std::vector<int32_t> y = sb_cyclic_labels(N, c.classes);
   for (Set set : {Set::train, Set::aligned, Set::conflicting}) {
     SCOPED_TRACE(name(set));
     const SpuriousBatch d = device_set(set, c, x, y, N, L, 1, 0, S);
@@ -254,8 +229,8 @@ TEST(SpuriousCuda, EveryOutputIsWritten) {
 TEST(SpuriousCuda, SeedRowsDoNotDependOnTheBatch) {
   SKIP_WITHOUT_DEVICE();
   const int N = 1000, L = 40;
-  const std::vector<float> x = read_array<float>("x_train.f32", size_t(N) * L);
-  const std::vector<int32_t> y = read_array<int32_t>("y_train.i32", size_t(N));
+  const std::vector<float> x = sb_read_canonical<float>("x_train.f32", size_t(N) * L);
+  const std::vector<int32_t> y = sb_read_canonical<int32_t>("y_train.i32", size_t(N));
   for (NoiseDraw draw : kDraws)
     for (Set set : {Set::train, Set::aligned, Set::conflicting}) {
       SCOPED_TRACE(std::string(name(set)) + ", noise draw " + to_string(draw));
@@ -280,8 +255,8 @@ TEST(SpuriousCuda, SeedRowsDoNotDependOnTheBatch) {
 TEST(SpuriousCuda, TimingNoteThousandSeeds) {
   SKIP_WITHOUT_DEVICE();
   const int N = 4000, L = 40, S = 1000;
-  const std::vector<float> x = read_array<float>("x_train.f32", size_t(N) * L);
-  const std::vector<int32_t> y = read_array<int32_t>("y_train.i32", size_t(N));
+  const std::vector<float> x = sb_read_canonical<float>("x_train.f32", size_t(N) * L);
+  const std::vector<int32_t> y = sb_read_canonical<int32_t>("y_train.i32", size_t(N));
   for (NoiseDraw draw : kDraws) {
     SpuriousConfig c;
     c.draw = draw;
@@ -313,8 +288,8 @@ TEST(SpuriousCuda, TimingNoteThousandSeeds) {
 // These checks happen before any CUDA call, so they run without a device.
 TEST(SpuriousCuda, RejectsBadArgumentsBeforeTouchingTheDevice) {
   const int N = 20, L = 40;
-  const std::vector<float> x = synthetic_inputs(N, L);
-  std::vector<int32_t> y = cyclic_labels(N, 10);
+  const std::vector<float> x = sb_normal_inputs(N, L, 777);
+  std::vector<int32_t> y = sb_cyclic_labels(N, 10);
   SpuriousConfig c;
   SpuriousConfig bad_p = c;
   bad_p.p = 1.5;
@@ -342,8 +317,8 @@ TEST(SpuriousCuda, RejectsBadArgumentsBeforeTouchingTheDevice) {
 
 TEST(SpuriousCuda, EmptyBatchesNeedNoDevice) {
   const int N = 20, L = 40;
-  const std::vector<float> x = synthetic_inputs(N, L);
-  const std::vector<int32_t> y = cyclic_labels(N, 10);
+  const std::vector<float> x = sb_normal_inputs(N, L, 777);
+  const std::vector<int32_t> y = sb_cyclic_labels(N, 10);
   const SpuriousBatch none = plant_spurious_feature_cuda_host(SpuriousConfig{}, x.data(), y.data(), N, L, 1, 0, 0);
   EXPECT_EQ(none.S, 0);
   EXPECT_TRUE(none.x.empty());
