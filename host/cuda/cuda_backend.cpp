@@ -7,8 +7,8 @@
 //   wgrad_workspace (S, W): the conv weight gradients' split-sum partials (conv1d_backward_weights_workspace)
 // Seeds are split into contiguous groups, each with its own stream, slices of every buffer, and (after its first
 // step at a batch size) a CUDA graph of its training step. A step's host inputs (batch rows and Adam scalars) go
-// through a ring of pinned staging slots with one cudaMemcpyAsync per group, so train_step without a loss never
-// waits for the device. Every kernel sums in a fixed order and no seed reads another's data, so a seed's numbers
+// through a ring of pinned staging slots (step_inputs.h) with one cudaMemcpyAsync per group, so train_step
+// without a loss never waits for the device. Every kernel sums in a fixed order and no seed reads another's data, so a seed's numbers
 // do not depend on S, on the grouping, or on graphs versus plain launches.
 #include <cuda_runtime.h>
 #include <omp.h>
@@ -28,6 +28,7 @@
 #include "convbase.h"
 #include "cuda_check.h"
 #include "cuda_handles.h"
+#include "step_inputs.h"
 #include "device_memory.h"
 #include "gather.h"
 #include "linear.h"
@@ -60,32 +61,14 @@ class GraphExecHandle {
   cudaGraphExec_t g_ = nullptr;
 };
 
-// ---- A step's host inputs, as staged and as read on the device: the Adam scalars, padded to 16 bytes, then
-// the group's batch rows (S_g, B) as int32.
-constexpr size_t kStepHeaderBytes = 16;
-static_assert(sizeof(gpu::AdamStepScalars) <= kStepHeaderBytes, "the step header holds the Adam scalars");
-constexpr int kStagingSlots = 4;  // the host may run this many steps ahead of a group's stream
-
 // Seeds [s0, s0 + S) with their stream, step input, staging ring and captured step.
 struct SeedGroup {
   int s0 = 0, S = 0;
   StreamHandle stream;
-  DeviceArray<unsigned char> step_input;  // kStepHeaderBytes + S * B_capacity * 4
-  struct Slot {
-    PinnedBuffer staging;
-    EventHandle copied;  // recorded after the copy out of staging: the slot may be refilled once it completes
-    bool pending = false;
-  };
-  std::vector<std::unique_ptr<Slot>> slots;
-  int next_slot = 0;
+  gpu::StepInputs inputs;  // Adam scalars and the group's batch rows (S, B_capacity)
   GraphExecHandle graph;
   int graph_batch = 0;  // batch size the graph was captured for (0: none)
   int eager_batch = 0;  // batch size of the last plain (uncaptured) step: capture happens on the next one
-
-  const gpu::AdamStepScalars* adam_scalars() const {
-    return reinterpret_cast<const gpu::AdamStepScalars*>(step_input.data());
-  }
-  const int32_t* batch_rows() const { return reinterpret_cast<const int32_t*>(step_input.data() + kStepHeaderBytes); }
 };
 
 // Activations of a forward pass and the input gradients of a backward pass, for S seeds of up to `capacity`
@@ -196,18 +179,7 @@ class CudaBackend final : public Backend {
 
     for (auto& group : groups_) {
       SeedGroup& g = *group;
-      SeedGroup::Slot& slot = *g.slots[size_t(g.next_slot)];
-      g.next_slot = (g.next_slot + 1) % kStagingSlots;
-      if (slot.pending) SB_CUDA_CHECK(cudaEventSynchronize(slot.copied.get()));  // its copy from kStagingSlots steps ago
-      const size_t row_bytes = size_t(g.S) * B * sizeof(int32_t);
-      unsigned char* staging = slot.staging.data();
-      std::memset(staging, 0, kStepHeaderBytes);
-      std::memcpy(staging, &scalars, sizeof scalars);
-      std::memcpy(staging + kStepHeaderBytes, batch_index + size_t(g.s0) * B, row_bytes);
-      SB_CUDA_CHECK(cudaMemcpyAsync(g.step_input.data(), staging, kStepHeaderBytes + row_bytes,
-                                    cudaMemcpyHostToDevice, g.stream.get()));
-      SB_CUDA_CHECK(cudaEventRecord(slot.copied.get(), g.stream.get()));
-      slot.pending = true;
+      g.inputs.stage(scalars, batch_index + size_t(g.s0) * B, size_t(g.S) * B, g.stream.get());
       run_step(g, B);
       if (loss)
         SB_CUDA_CHECK(cudaMemcpyAsync(loss_pinned() + g.s0, train_loss(g), size_t(g.S) * sizeof(float),
@@ -330,7 +302,7 @@ class CudaBackend final : public Backend {
     const int L = shape_.length, K = shape_.classes;
     float* xb = train_.x.data() + size_t(g.s0) * B * L;
     int32_t* yb = train_.labels.data() + size_t(g.s0) * B;
-    gpu::gather_batch(g.S, B, N_, L, x_train_.data() + size_t(g.s0) * N_ * L, labels_train_.data(), g.batch_rows(),
+    gpu::gather_batch(g.S, B, N_, L, x_train_.data() + size_t(g.s0) * N_ * L, labels_train_.data(), g.inputs.rows(),
                       xb, yb, st);
     const Pass p = slice(train_, g.s0, g.S, B, xb, size_t(B) * L);
     forward(p, true, st);
@@ -343,7 +315,7 @@ class CudaBackend final : public Backend {
     backward(p, grads, st);
     const size_t n = size_t(g.S) * P_, off = size_t(g.s0) * P_;
     gpu::adam_update(params_.data() + off, grads, m_.data() + off, v_.data() + off, n, adam_.beta1, adam_.beta2,
-                     adam_.eps, g.adam_scalars(), st);
+                     adam_.eps, g.inputs.scalars(), st);
   }
 
   // Plain launches for the first step at a batch size (kernels load lazily; nothing to capture yet), a captured
@@ -397,14 +369,7 @@ class CudaBackend final : public Backend {
     train_.wgrad_workspace_per_seed = wgrad_workspace_per_seed(B);
     train_.wgrad_workspace = DeviceArray<float>(size_t(S_) * train_.wgrad_workspace_per_seed);
     for (auto& g : groups_) {
-      g->step_input = DeviceArray<unsigned char>(kStepHeaderBytes + size_t(g->S) * B * sizeof(int32_t));
-      g->slots.clear();
-      for (int i = 0; i < kStagingSlots; ++i) {
-        auto slot = std::make_unique<SeedGroup::Slot>();
-        slot->staging = PinnedBuffer(kStepHeaderBytes + size_t(g->S) * B * sizeof(int32_t));
-        g->slots.push_back(std::move(slot));
-      }
-      g->next_slot = 0;
+      g->inputs.allocate(size_t(g->S) * B);
     }
   }
 

@@ -65,6 +65,7 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include "convbase.h"
 #include "cuda_check.h"  // SB_CUDA_CHECK, SB_CUBLAS_CHECK, SB_CUDNN_CHECK: failures throw with file:line
 #include "cuda_handles.h"
+#include "step_inputs.h"
 #include "device_memory.h"
 #include "gather.h"
 #include "nvtx.h"  // host/nvtx.h
@@ -169,11 +170,6 @@ struct PassBuffers {
   DeviceArray<int32_t> labels;      // (S, capacity) in training, (capacity) shared in saliency
 };
 
-// A step's host inputs, as staged and as read on the device: the Adam scalars padded to 16 bytes, then the batch
-// rows (S, B) as int32 (as in the cuda backend).
-constexpr size_t kStepHeaderBytes = 16;
-static_assert(sizeof(gpu::AdamStepScalars) <= kStepHeaderBytes, "the step header holds the Adam scalars");
-constexpr int kStagingSlots = 4;  // the host may run this many steps ahead of the stream
 constexpr size_t kMaxPlans = 8;   // cached batch sizes (training, evaluation chunks); more and the cache restarts
 
 int cuda_device_or_throw() {
@@ -238,8 +234,7 @@ class CudnnBackend final : public Backend {
     eval_ = PassBuffers{};
     x_train_ = DeviceArray<float>{};
     labels_train_ = DeviceArray<int32_t>{};
-    step_input_ = DeviceArray<unsigned char>{};
-    slots_.clear();
+    inputs_ = gpu::StepInputs{};
 
     shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0, N_ = 0;
     const size_t n = size_t(S) * P_;
@@ -283,18 +278,7 @@ class CudnnBackend final : public Backend {
     const gpu::AdamStepScalars scalars = gpu::adam_step_scalars(lr, adam_.beta1, adam_.beta2, t);
     cudaStream_t st = stream_->get();
 
-    Slot& slot = *slots_[size_t(next_slot_)];
-    next_slot_ = (next_slot_ + 1) % kStagingSlots;
-    if (slot.pending) SB_CUDA_CHECK(cudaEventSynchronize(slot.copied.get()));  // its copy from kStagingSlots steps ago
-    const size_t row_bytes = size_t(S_) * B * sizeof(int32_t);
-    unsigned char* staging = slot.staging.data();
-    std::memset(staging, 0, kStepHeaderBytes);
-    std::memcpy(staging, &scalars, sizeof scalars);
-    std::memcpy(staging + kStepHeaderBytes, batch_index, row_bytes);
-    SB_CUDA_CHECK(
-        cudaMemcpyAsync(step_input_.data(), staging, kStepHeaderBytes + row_bytes, cudaMemcpyHostToDevice, st));
-    SB_CUDA_CHECK(cudaEventRecord(slot.copied.get(), st));
-    slot.pending = true;
+    inputs_.stage(scalars, batch_index, size_t(S_) * B, st);
 
     enqueue_step(plan, B);
     if (loss) {
@@ -619,8 +603,8 @@ class CudnnBackend final : public Backend {
   void enqueue_step(const Plan& plan, int B) {
     cudaStream_t st = stream_->get();
     const int L = shape_.length, K = shape_.classes;
-    const int32_t* rows = reinterpret_cast<const int32_t*>(step_input_.data() + kStepHeaderBytes);
-    const auto* scalars = reinterpret_cast<const gpu::AdamStepScalars*>(step_input_.data());
+    const int32_t* rows = inputs_.rows();
+    const gpu::AdamStepScalars* scalars = inputs_.scalars();
     gpu::gather_batch(S_, B, N_, L, x_train_.data(), labels_train_.data(), rows, train_.x.data(), train_.labels.data(),
                       st);  // x (S, B, L), labels (S, B)
     const Pass p = grouped_ ? pass(train_, B, to_conv_layout(plan, train_.x.data(), train_.xc.data()), 0)
@@ -648,14 +632,7 @@ class CudnnBackend final : public Backend {
     if (train_.capacity >= B) return;
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     allocate_pass(train_, B, false);
-    step_input_ = DeviceArray<unsigned char>(kStepHeaderBytes + size_t(S_) * B * sizeof(int32_t));
-    slots_.clear();
-    for (int i = 0; i < kStagingSlots; ++i) {
-      auto slot = std::make_unique<Slot>();
-      slot->staging = PinnedBuffer(kStepHeaderBytes + size_t(S_) * B * sizeof(int32_t));
-      slots_.push_back(std::move(slot));
-    }
-    next_slot_ = 0;
+    inputs_.allocate(size_t(S_) * B);
   }
 
   void allocate_pass(PassBuffers& buf, int capacity, bool evaluation) {
@@ -779,12 +756,6 @@ class CudnnBackend final : public Backend {
     if (S_ == 0) throw std::logic_error("cudnn backend: reset() must come first");
   }
 
-  struct Slot {
-    PinnedBuffer staging;
-    EventHandle copied;  // recorded after the copy out of staging: the slot may be refilled once it completes
-    bool pending = false;
-  };
-
   int threads_;
   bool grouped_ = true;
   std::string device_name_;
@@ -803,9 +774,7 @@ class CudnnBackend final : public Backend {
   DeviceArray<int32_t> labels_train_;          // (N)
   DeviceArray<float> train_loss_;              // (S): each seed's mean batch loss of the last step
   PinnedBuffer loss_pinned_;                   // (S) floats: where train_loss_ lands on the host
-  DeviceArray<unsigned char> step_input_;      // kStepHeaderBytes + S * B_capacity * 4
-  std::vector<std::unique_ptr<Slot> > slots_;
-  int next_slot_ = 0;
+  gpu::StepInputs inputs_;                    // Adam scalars and batch rows (S, B_capacity)
   DeviceArray<unsigned char> workspace_;  // cuDNN's, the largest any plan needs
   std::vector<std::unique_ptr<Plan> > plans_;
   PassBuffers train_, eval_;
