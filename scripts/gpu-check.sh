@@ -458,6 +458,18 @@ for (who, pass_, mode, S_, C_), t in sorted(bt.items()):
             conv_speedup.append({"pass": pass_, "seeds": S_, "channels": C_, "cudnn": mode_, "custom_time": t,
                                  "cudnn_time": c, "speedup": round(c / t, 2)})
 
+# Issue 3's goals, each met / missed / unknown (no number to judge by).
+def goal(name, value, target, unit):
+    return {"goal": name, "target": target, "value": value, "unit": unit,
+            "met": None if value is None else bool(value >= target)}
+cuda_rate = None if bench.get("cuda", {}).get("partial") else bench.get("cuda", {}).get("seed_steps_per_s")
+speedups = [x["speedup"] for x in conv_speedup if x["cudnn"] == "grouped" and x["seeds"] == 100 and x["channels"] == 25]
+goals = [goal("cuda seed-steps/s, C = 25, 100 seeds, batch 100", cuda_rate, 1e6, "seed-steps/s"),
+         goal("cuda vs PyTorch vmap peer", ratios.get("cuda_vs_peer_vmap"), 10, "x"),
+         goal("cuda vs PyTorch loop peer", ratios.get("cuda_vs_peer_loop"), 100, "x"),
+         goal("custom conv1d vs cuDNN grouped, S = 100, C = 25 (forward and backward, the slower)",
+              min(speedups) if speedups else None, 2, "x")]
+
 fatal = {"failed", "timeout", "unavailable", "skipped"}
 ok = not any(s["status"] in fatal for s in steps)
 res = {
@@ -476,6 +488,7 @@ res = {
     "bench_spurious": bench,
     "peer": peer,
     "ratios": ratios,
+    "goals": goals,
     "scaling": scaling,
     "conv_speedup": conv_speedup,
     "kernels": kernels,
@@ -534,6 +547,10 @@ if scaling:
     L += [f"| {x['benchmark']} | {x['seeds']} | {x['channels']} | {f(x['seed_steps_per_s'])} |" for x in scaling]
 if ratios:
     L += ["", "Ratios: " + ", ".join(f"{k} **{v}×**" for k, v in ratios.items()) + "."]
+L += ["", "Goals of issue 3: " + "; ".join(
+    f"{g['goal']} ≥ {g['target']:,.0f} {g['unit']}: "
+    + ("unknown" if g["met"] is None else f"{g['value']:,.4g} {'**met**' if g['met'] else '**missed**'}")
+    for g in goals) + "."]
 L += ["", "bench_spurious rates are training steps only (`timing.<method>.seed_steps_per_s`); the peer's include its "
       "final evaluation. The peer trains on clean data (p = 0), like `erm-base`."]
 for bk, e in bench.items():
