@@ -2,20 +2,25 @@
 //   out_s[m][n] = init(s, m, n) + sum_{r < R} a(s, m, r) * b(s, r, n)      for m < M, n < N
 // The operands are never materialised: an Op supplies a(), b() (im2col, transposes and zero padding on the fly),
 // init() (a bias, or zero) and store() (ReLU, layout). Included only by the .cu files of the layers (conv1d.cu,
-// linear.cu); each instantiates the kernel for its few Ops.
+// linear.cu); each instantiates the kernel for its few Ops. Every GEMM of the project runs on the one tile kernel
+// below, batched_gemm_kernel: a 32 x 32 output tile per block of 64 threads, 4 x 4 outputs per thread (register
+// blocking: two 16-byte shared loads feed 16 FMAs).
 //
 // Determinism: each output is one thread's fmaf chain acc = fmaf(a_r, b_r, acc) for r = 0, 1, ..., R-1 in order,
-// starting from init(); the zero padding of the last r-tile adds exact zeros. An output's bits therefore depend
-// only on its own row of A and column of B: not on the tile it lands in, the launch configuration, the number of
-// seeds S or the other seeds. No atomics. When r runs in the CPU twin's order (gather_gemm in
-// host/cpu_layers_simd.inc also chains one FMA per r from the bias), the result has the CPU's bits on FMA levels.
+// starting from init(); the zero padding of the last r-tile adds exact zeros (a = b = 0). An output's bits
+// therefore depend only on its own row of A and column of B: not on the tile or the thread it lands in, the
+// launch configuration, the number of seeds S or the other seeds. No atomics. When r runs in the CPU twin's order
+// (gather_gemm in host/cpu_layers_simd.inc also chains one FMA per r from the bias), the result has the CPU's bits
+// on FMA levels.
 //
-// Few outputs, long R (the weight gradients: M x N = Cout x (Cin*K + 1), R = B*Lout) leave the plain kernel with
-// a handful of blocks per seed, each walking R alone: latency-bound. launch_batched_gemm_split cuts R into
-// `splits` contiguous chunks (split_plan: a function of M, N and R only, never of S), computes each chunk's
-// partial tile into a workspace (S, splits, M, N), and sums the partials in split order 0, 1, ... from init().
-// The bits then depend on the chunk boundaries, which depend on the GEMM's shape alone: a seed's results are still
-// the same whatever S, the grouping of seeds or the run. With splits = 1 the sums are the plain kernel's.
+// Few outputs, long R (the weight gradients: M x N = Cout x (Cin*K + 1), R = B*Lout) leave one chain per output
+// with a handful of blocks per seed, each walking R alone: latency-bound. Given a workspace, launch_batched_gemm
+// cuts R into `splits` contiguous chunks (split_plan: a function of M, N and R only, never of S), computes each
+// chunk's partial tile into the workspace (S, splits, M, N) by the same kernel (chain from 0 over the chunk, r in
+// order), and sums the partials in split order 0, 1, ... from init(). The bits then depend on the chunk
+// boundaries, which depend on the GEMM's shape alone: a seed's results are still the same whatever S, the
+// grouping of seeds or the run. Without a workspace (the linear layers, the conv forward and input gradient) or
+// when the plan gives one split, each output is the single chain above.
 //
 // An Op is a small struct passed by value as the kernel parameter, with
 //   static constexpr bool kLoadAAlongR, kLoadBAlongR;  // tile loads walk r fastest (else m / n fastest):
@@ -36,80 +41,19 @@
 namespace sb::gpu::gemm {
 
 constexpr int kTileM = 32, kTileN = 32, kTileR = 16;
-constexpr int kThreadsM = 16, kThreadsN = 16;  // each thread owns 2 x 2 outputs of the 32 x 32 tile
+constexpr int kThreadsM = 8, kThreadsN = 8;  // each thread owns 4 x 4 outputs of the 32 x 32 tile
 constexpr int kThreads = kThreadsM * kThreadsN;
-static_assert(kTileM == 2 * kThreadsM && kTileN == 2 * kThreadsN, "2 x 2 outputs per thread");
+static_assert(kTileM == 4 * kThreadsM && kTileN == 4 * kThreadsN, "4 x 4 outputs per thread");
+constexpr int kLoadsPerThread = kTileR * kTileM / kThreads;  // elements of each operand tile a thread stages
+static_assert(kTileM == kTileN && kTileR * kTileM % kThreads == 0, "the tile loads divide evenly");
+constexpr int kTilePad = 4;  // keeps rows 16-byte aligned for the float4 loads; spreads the r-fastest stores
 constexpr unsigned kMaxGridYZ = 65535;
-
-template <class Op>
-__global__ void __launch_bounds__(kThreads) batched_gemm_kernel(const Op op) {
-  // +1 column: the r-fastest tile loads write a column of the tile per warp; padding spreads it over the banks.
-  __shared__ float a_tile[kTileR][kTileM + 1];
-  __shared__ float b_tile[kTileR][kTileN + 1];
-  const int s = int(blockIdx.z);
-  const int m0 = int(blockIdx.x) * kTileM, n0 = int(blockIdx.y) * kTileN;
-  const int t = int(threadIdx.x);
-  const int tm = t / kThreadsN, tn = t % kThreadsN;  // this thread's outputs: rows tm, tm+16; columns tn, tn+16
-
-  float acc[2][2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int m = m0 + tm + i * kThreadsM, n = n0 + tn + j * kThreadsN;
-      acc[i][j] = (m < op.M && n < op.N) ? op.init(s, m, n) : 0.0f;
-    }
-
-  for (int r0 = 0; r0 < op.R; r0 += kTileR) {
-    for (int e = t; e < kTileR * kTileM; e += kThreads) {
-      const int r = Op::kLoadAAlongR ? e % kTileR : e / kTileM;
-      const int m = Op::kLoadAAlongR ? e / kTileR : e % kTileM;
-      a_tile[r][m] = (m0 + m < op.M && r0 + r < op.R) ? op.a(s, m0 + m, r0 + r) : 0.0f;
-    }
-    for (int e = t; e < kTileR * kTileN; e += kThreads) {
-      const int r = Op::kLoadBAlongR ? e % kTileR : e / kTileN;
-      const int n = Op::kLoadBAlongR ? e / kTileR : e % kTileN;
-      b_tile[r][n] = (n0 + n < op.N && r0 + r < op.R) ? op.b(s, r0 + r, n0 + n) : 0.0f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int r = 0; r < kTileR; ++r) {
-      const float a0 = a_tile[r][tm], a1 = a_tile[r][tm + kThreadsM];
-      const float b0 = b_tile[r][tn], b1 = b_tile[r][tn + kThreadsN];
-      acc[0][0] = fmaf(a0, b0, acc[0][0]);
-      acc[0][1] = fmaf(a0, b1, acc[0][1]);
-      acc[1][0] = fmaf(a1, b0, acc[1][0]);
-      acc[1][1] = fmaf(a1, b1, acc[1][1]);
-    }
-    __syncthreads();  // the tiles are overwritten by the next r-tile
-  }
-
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int m = m0 + tm + i * kThreadsM, n = n0 + tn + j * kThreadsN;
-      if (m < op.M && n < op.N) op.store(s, m, n, acc[i][j]);
-    }
-}
-
-// Launches op for S seeds on stream; `what` names the layer in error messages.
-template <class Op>
-void launch_batched_gemm(const Op& op, int S, cudaStream_t stream, const char* what) {
-  if (S < 1 || op.M < 1 || op.N < 1 || op.R < 0)
-    throw std::invalid_argument(std::string(what) + ": empty or negative GEMM dimensions");
-  const unsigned gx = unsigned((op.M + kTileM - 1) / kTileM), gy = unsigned((op.N + kTileN - 1) / kTileN);
-  if (gy > kMaxGridYZ || unsigned(S) > kMaxGridYZ)
-    throw std::invalid_argument(std::string(what) + ": too many seeds (" + std::to_string(S) + ") or columns (" +
-                                std::to_string(op.N) + ") for one launch");
-  batched_gemm_kernel<Op><<<dim3(gx, gy, unsigned(S)), kThreads, 0, stream>>>(op);
-  SB_CUDA_CHECK_LAUNCH();
-}
 
 // ---- Division by a divisor known at launch (the lengths and kernel sizes of an im2col): n / d for
 // 0 <= n < 2^31 as a 32 x 32 -> 64-bit multiply and a shift, exact (Granlund & Montgomery): with l = ceil(log2 d),
 // p = 31 + l and magic = ceil(2^p / d) < 2^32, the error magic*d - 2^p < d <= 2^l makes n*magic >> p = n / d for
-// every n < 2^31. The GPU has no integer divider (n / d is a ~20-instruction sequence); this is ~3.
+// every n < 2^31. The GPU has no integer divider (n / d is a ~20-instruction sequence); this is ~3. The Ops use it
+// for the divisions of their tile loads, which run 8 times per thread per r-tile for each operand.
 struct FastDivisor {
   unsigned magic = 1u << 31;
   int shift = 31;  // p
@@ -124,7 +68,7 @@ struct FastDivisor {
   __host__ __device__ int div(int n) const { return int((unsigned long long)unsigned(n) * magic >> shift); }
 };
 
-// ---- The split-R path.
+// ---- The split-R plan.
 //
 // Split rule (split_plan): a tile grid of at least kSplitMinTiles tiles per seed is left alone (splits = 1: the
 // grid has enough blocks, and partials would only add memory traffic). Otherwise R is cut into chunks of
@@ -159,25 +103,22 @@ inline size_t split_workspace_per_seed(int M, int N, int R) {
   return p.splits > 1 ? size_t(p.splits) * size_t(M) * size_t(N) : 0;
 }
 
-// The tile kernel of the split path: a 32 x 32 output tile per block as batched_gemm_kernel, but 64 threads of
-// 4 x 4 outputs each (register blocking: two 16-byte shared loads feed 16 FMAs, where the plain kernel's 2 x 2
-// outputs need four loads for four FMAs, so the block is FMA- rather than shared-memory-bound).
-// Block (x, y, z) = (m-tile, n-tile + gy * split, seed). With partial == nullptr (one split) the chain starts at
-// init() and ends in op.store(): exactly the plain kernel's sums. Otherwise it starts at 0 over the split's chunk
-// and the tile goes to partial (S, splits, M, N).
-constexpr int kSplitThreadsM = 8, kSplitThreadsN = 8, kSplitThreads = kSplitThreadsM * kSplitThreadsN;
-constexpr int kSplitPad = 4;  // keeps rows 16-byte aligned for the float4 loads; spreads the r-fastest stores
-static_assert(kTileM == 4 * kSplitThreadsM && kTileN == 4 * kSplitThreadsN, "4 x 4 outputs per thread");
-
+// ---- The tile kernel. Block (x, y, z) = (m-tile, n-tile + n_tiles * split, seed); thread t owns rows
+// tm..tm+3 and columns tn..tn+3 of the tile. Each r-tile: the block loads A's 32 x 16 and B's 16 x 32 tiles into
+// shared memory (8 elements of each per thread, in the Op's contiguous direction), then each thread runs r = 0..15
+// in order over its 16 chains, each step two float4 loads and 16 FMAs (where 2 x 2 outputs per thread would need
+// four loads for four FMAs: shared-memory-bound). Split `split` runs r in [split*chunk, min((split+1)*chunk, R))
+// in order. With partial == nullptr (one split: chunk >= R) the chain starts at init() and ends in op.store();
+// otherwise it starts at 0 and the tile goes to partial (S, splits, M, N).
 template <class Op>
-__global__ void __launch_bounds__(kSplitThreads)
-    batched_gemm_split_kernel(const Op op, int n_tiles, int chunk, int splits, float* __restrict__ partial) {
-  __shared__ __align__(16) float a_tile[kTileR][kTileM + kSplitPad];
-  __shared__ __align__(16) float b_tile[kTileR][kTileN + kSplitPad];
+__global__ void __launch_bounds__(kThreads)
+    batched_gemm_kernel(const Op op, int n_tiles, int chunk, int splits, float* __restrict__ partial) {
+  __shared__ __align__(16) float a_tile[kTileR][kTileM + kTilePad];
+  __shared__ __align__(16) float b_tile[kTileR][kTileN + kTilePad];
   const int s = int(blockIdx.z), split = int(blockIdx.y) / n_tiles;
   const int m0 = int(blockIdx.x) * kTileM, n0 = (int(blockIdx.y) - split * n_tiles) * kTileN;
   const int t = int(threadIdx.x);
-  const int tm = 4 * (t / kSplitThreadsN), tn = 4 * (t % kSplitThreadsN);  // rows tm..tm+3, columns tn..tn+3
+  const int tm = 4 * (t / kThreadsN), tn = 4 * (t % kThreadsN);
   const int r_begin = split * chunk, r_end = chunk < op.R - r_begin ? r_begin + chunk : op.R;
 
   float acc[4][4];
@@ -190,12 +131,18 @@ __global__ void __launch_bounds__(kSplitThreads)
     }
 
   for (int r0 = r_begin; r0 < r_end; r0 += kTileR) {
-    for (int e = t; e < kTileR * kTileM; e += kSplitThreads) {
+    // Constant trip counts (t < kThreads), unrolled by 4: four global loads in flight per thread. (Unrolled fully,
+    // the hoisted addresses of all 16 take 127-182 registers; by 4, 44-56: sm_90 ptxas.)
+#pragma unroll 4
+    for (int i = 0; i < kLoadsPerThread; ++i) {
+      const int e = t + i * kThreads;
       const int r = Op::kLoadAAlongR ? e % kTileR : e / kTileM;
       const int m = Op::kLoadAAlongR ? e / kTileR : e % kTileM;
       a_tile[r][m] = (m0 + m < op.M && r0 + r < r_end) ? op.a(s, m0 + m, r0 + r) : 0.0f;
     }
-    for (int e = t; e < kTileR * kTileN; e += kSplitThreads) {
+#pragma unroll 4
+    for (int i = 0; i < kLoadsPerThread; ++i) {
+      const int e = t + i * kThreads;
       const int r = Op::kLoadBAlongR ? e % kTileR : e / kTileN;
       const int n = Op::kLoadBAlongR ? e / kTileR : e % kTileN;
       b_tile[r][n] = (n0 + n < op.N && r0 + r < r_end) ? op.b(s, r0 + r, n0 + n) : 0.0f;
@@ -241,11 +188,11 @@ __global__ void batched_gemm_sum_splits_kernel(const Op op, int splits, const fl
   op.store(s, m, n, v);
 }
 
-// Launches op for S seeds on stream by the split path: split_plan(M, N, R) splits, workspace (at least
-// S * split_workspace_per_seed(M, N, R) floats, ignored when the plan does not split). workspace == nullptr runs
-// one split whatever the plan says (the plain kernel's sums, through the register-blocked tile kernel).
+// Launches op for S seeds on stream; `what` names the layer in error messages. workspace == nullptr (the
+// default): one chain per output. Otherwise split_plan(M, N, R) splits, and workspace holds at least
+// S * split_workspace_per_seed(M, N, R) floats (unused when the plan gives one split).
 template <class Op>
-void launch_batched_gemm_split(const Op& op, int S, float* workspace, cudaStream_t stream, const char* what) {
+void launch_batched_gemm(const Op& op, int S, cudaStream_t stream, const char* what, float* workspace = nullptr) {
   if (S < 1 || op.M < 1 || op.N < 1 || op.R < 0)
     throw std::invalid_argument(std::string(what) + ": empty or negative GEMM dimensions");
   SplitPlan plan = split_plan(op.M, op.N, op.R);
@@ -255,7 +202,7 @@ void launch_batched_gemm_split(const Op& op, int S, float* workspace, cudaStream
     throw std::invalid_argument(std::string(what) + ": too many seeds (" + std::to_string(S) + ") or columns (" +
                                 std::to_string(op.N) + ") for one launch");
   float* partial = plan.splits > 1 ? workspace : nullptr;
-  batched_gemm_split_kernel<Op><<<dim3(gx, gy * unsigned(plan.splits), unsigned(S)), kSplitThreads, 0, stream>>>(
+  batched_gemm_kernel<Op><<<dim3(gx, gy * unsigned(plan.splits), unsigned(S)), kThreads, 0, stream>>>(
       op, int(gy), plan.chunk, plan.splits, partial);
   SB_CUDA_CHECK_LAUNCH();
   if (!partial) return;

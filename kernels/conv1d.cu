@@ -1,5 +1,7 @@
 // Conv1d forward and backward as batched GEMMs over seeds (see conv1d.h and batched_gemm.cuh). Each Op maps
 // GEMM coordinates (m, n, r) to tensor elements; the comments give the mapping and the CPU twin's sum order.
+// The divisions by the lengths and K are by gemm::FastDivisor (exact for 0 <= n < 2^31, and m, r, n are ints >= 0):
+// the elements read, hence the bits, are those of plain integer division.
 #include "conv1d.h"
 
 #include <algorithm>
@@ -20,6 +22,7 @@ struct ConvForwardOp {
   static constexpr bool kLoadBAlongR = true;   // b(r, n) = w[n][r], contiguous in r
   int M, N, R;
   int B, cin, K, lin, lout;
+  gemm::FastDivisor div_lout, div_K;
   const float* in;
   size_t in_seed_stride;
   const float* w;
@@ -30,13 +33,13 @@ struct ConvForwardOp {
 
   __device__ float init(int s, int, int n) const { return bias[s * param_stride + n]; }
   __device__ float a(int s, int m, int r) const {
-    const int b = m / lout, l = m - b * lout, ci = r / K, k = r - ci * K;
+    const int b = div_lout.div(m), l = m - b * lout, ci = div_K.div(r), k = r - ci * K;
     const int p = 2 * l + k - 1;
     return (p >= 0 && p < lin) ? in[s * in_seed_stride + (size_t(b) * cin + ci) * lin + p] : 0.0f;
   }
   __device__ float b(int s, int r, int n) const { return w[s * param_stride + size_t(n) * R + r]; }
   __device__ void store(int s, int m, int n, float v) const {
-    const int b = m / lout, l = m - b * lout;
+    const int b = div_lout.div(m), l = m - b * lout;
     if (relu && 0.0f > v) v = 0.0f;  // as relu_forward: NaN stays NaN
     out[((size_t(s) * B + b) * N + n) * lout + l] = v;
   }
@@ -50,6 +53,7 @@ struct ConvBackwardInputOp {
   static constexpr bool kLoadBAlongR = false;  // b(r, n) = w[co][n][k]: stride K in n
   int M, N, R;
   int B, cout, K, lin, lout;
+  gemm::FastDivisor div_lin, div_K;
   const float* dout;
   const float* w;
   size_t param_stride;
@@ -59,17 +63,17 @@ struct ConvBackwardInputOp {
 
   __device__ float init(int, int, int) const { return 0.0f; }
   __device__ float a(int s, int m, int r) const {
-    const int b = m / lin, p = m - b * lin, co = r / K, k = r - co * K;
+    const int b = div_lin.div(m), p = m - b * lin, co = div_K.div(r), k = r - co * K;
     const int twice_l = p + 1 - k;
-    if (twice_l < 0 || (twice_l & 1) != 0 || twice_l / 2 >= lout) return 0.0f;
-    return dout[((size_t(s) * B + b) * cout + co) * lout + twice_l / 2];
+    if (twice_l < 0 || (twice_l & 1) != 0 || (twice_l >> 1) >= lout) return 0.0f;
+    return dout[((size_t(s) * B + b) * cout + co) * lout + (twice_l >> 1)];  // twice_l >= 0: >> 1 is / 2
   }
   __device__ float b(int s, int r, int n) const {
-    const int co = r / K, k = r - co * K;
+    const int co = div_K.div(r), k = r - co * K;
     return w[s * param_stride + (size_t(co) * N + n) * K + k];
   }
   __device__ void store(int s, int m, int n, float v) const {
-    const int b = m / lin, p = m - b * lin;
+    const int b = div_lin.div(m), p = m - b * lin;
     const size_t i = ((size_t(s) * B + b) * N + n) * lin + p;
     if (mask && mask[i] <= 0.0f) v = 0.0f;  // as relu_backward: passes where !(mask <= 0)
     if (absolute) v = fabsf(v);
@@ -80,8 +84,7 @@ struct ConvBackwardInputOp {
 // dw[s][co][ci][k] = sum_{b, l} dout[s][b][co][l] * in[s][b][ci][2l+k-1]; column n = Cin*K is the bias, whose
 // "input" is 1: dbias[s][co] = sum_{b, l} dout[s][b][co][l] (fmaf(x, 1, acc) rounds as x + acc).
 //   m = co,  n = ci*K + k (or Cin*K),  r = b*Lout + l
-// Runs on the split path (launch_batched_gemm_split): M x N is small and R long. The divisions by Lout and K are
-// by FastDivisor (exact), which leaves the values read, hence the bits, as plain integer division would.
+// M x N is small and R long: the caller's workspace lets launch_batched_gemm split R (split_plan).
 struct ConvBackwardWeightsOp {
   static constexpr bool kLoadAAlongR = true;   // a(m, r) = dout[b][m][l]: contiguous in l
   static constexpr bool kLoadBAlongR = false;  // b(r, n) = in[b][ci][2l+k-1]: contiguous in k
@@ -141,6 +144,7 @@ void conv1d_forward(const ConvDims& d, const float* in, size_t in_seed_stride, c
   ConvForwardOp op;
   op.M = d.B * d.lout(), op.N = d.cout, op.R = d.cin * d.K;
   op.B = d.B, op.cin = d.cin, op.K = d.K, op.lin = d.lin, op.lout = d.lout();
+  op.div_lout = gemm::FastDivisor(op.lout), op.div_K = gemm::FastDivisor(d.K);
   op.in = in, op.in_seed_stride = in_seed_stride;
   op.w = w, op.bias = bias, op.param_stride = param_stride;
   op.out = out, op.relu = relu;
@@ -154,6 +158,7 @@ void conv1d_backward_input(const ConvDims& d, const float* dout, const float* w,
   ConvBackwardInputOp op;
   op.M = d.B * d.lin, op.N = d.cin, op.R = d.cout * d.K;
   op.B = d.B, op.cout = d.cout, op.K = d.K, op.lin = d.lin, op.lout = d.lout();
+  op.div_lin = gemm::FastDivisor(d.lin), op.div_K = gemm::FastDivisor(d.K);
   op.dout = dout, op.w = w, op.param_stride = param_stride;
   op.mask = mask, op.absolute = absolute, op.din = din;
   gemm::launch_batched_gemm(op, d.S, stream, "conv1d_backward_input");
@@ -170,7 +175,7 @@ void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* 
   op.div_lout = gemm::FastDivisor(op.lout), op.div_K = gemm::FastDivisor(d.K);
   op.dout = dout, op.in = in, op.in_seed_stride = in_seed_stride;
   op.dw = dw, op.dbias = dbias, op.param_stride = param_stride;
-  gemm::launch_batched_gemm_split(op, d.S, workspace, stream, "conv1d_backward_weights");
+  gemm::launch_batched_gemm(op, d.S, stream, "conv1d_backward_weights", workspace);
 }
 
 void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* in, size_t in_seed_stride, float* dw,

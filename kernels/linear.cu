@@ -1,4 +1,5 @@
-// The linear head as batched GEMMs over seeds (see linear.h and batched_gemm.cuh).
+// The linear head as batched GEMMs over seeds (see linear.h and batched_gemm.cuh). No workspace: R (F, B or M)
+// is short, so every output is one chain, never split.
 #include "linear.h"
 
 #include <climits>
