@@ -31,6 +31,8 @@
 
 #ifdef SB_HAVE_CUDNN
 #include <cudnn.h>
+
+#include "cudnn_conv.h"
 #endif
 
 namespace {
@@ -133,117 +135,39 @@ void BM_conv_backward(benchmark::State& state) {
 // and the workspace it needs. Grouped: one call over (B, S*C, 1, L) with the S filters as one grouped filter
 // (S*C, C, 1, 3), group count S; per seed: S calls on (B, C, 1, L). Weights and biases tensor-major, w (S, C, C, 3)
 // then bias (S, C), in Conv2Setup's params; the layouts differ from our kernels', the sizes do not. Failures throw
-// (SB_CUDNN_CHECK of cuda_check.h).
-
-template <class Perf>
-Perf first_deterministic(const Perf* perf, int count) {
-  for (int i = 0; i < count; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-        (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
-      return perf[i];
-  throw std::runtime_error("cuDNN offers no deterministic fp32 algorithm");
-}
-
+// (SB_CUDNN_CHECK of cuda_check.h). The layer is the backend's own (host/cuda/cudnn_conv.h).
 struct CudnnConv2 {
-  CudnnConv2(const Conv2Setup& c, bool grouped_) : grouped(grouped_), S(c.d.S) {
-    const int G = grouped ? S : 1, B = c.d.B, C = c.d.cin;
-    SB_CUDNN_CHECK(cudnnCreate(&handle));  // on the default stream, which time_launches records
-    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
-    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
-    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bias));
-    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_all));
-    SB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y_all));
-    SB_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
-    SB_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    SB_CUDNN_CHECK(cudnnCreateActivationDescriptor(&relu));
-    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, G * C, 1, c.d.lin));
-    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, G * C, 1, c.d.lout()));
-    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, G * C, 1, 1));
-    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_all, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, S * B, C, 1, c.d.lin));
-    SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_all, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, S * B, C, 1, c.d.lout()));
-    SB_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, G * C, C, 1, c.d.K));
-    SB_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, 0, sb::ConvBaseShape::pad, 1, sb::ConvBaseShape::stride, 1, 1,
-                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    SB_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH));
-    SB_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, G));
-    SB_CUDNN_CHECK(cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
-    int n = 0;
-    cudnnConvolutionFwdAlgoPerf_t fp[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    SB_CUDNN_CHECK(
-        cudnnGetConvolutionForwardAlgorithm_v7(handle, x, w, conv, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, fp));
-    fwd = first_deterministic(fp, n).algo;
-    cudnnConvolutionBwdDataAlgoPerf_t dp[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, w, y, conv, x,
-                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dp));
-    bwd_data = first_deterministic(dp, n).algo;
-    cudnnConvolutionBwdFilterAlgoPerf_t wp[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, x, y, conv, w,
-                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wp));
-    bwd_filter = first_deterministic(wp, n).algo;
-    size_t a = 0, b = 0, f = 0;
-    SB_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, x, w, conv, y, fwd, &a));
-    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, w, y, conv, x, bwd_data, &b));
-    SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, x, y, conv, w, bwd_filter, &f));
-    workspace = sb::gpu::DeviceArray<unsigned char>(std::max({a, b, f}));
+  CudnnConv2(const Conv2Setup& c, bool grouped) : S(c.d.S) {
+    // On the default stream, which time_launches records.
+    layer.build(handle.get(), S, grouped, c.d.B, c.d.cin, c.d.cout, c.d.K, c.d.lin);
+    sb::gpu::set_packed(x_all, S * c.d.B, c.d.cin, c.d.lin);
+    SB_CUDNN_CHECK(cudnnSetActivationDescriptor(relu.get(), CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
+    workspace = sb::gpu::DeviceArray<unsigned char>(layer.workspace);
   }
-  ~CudnnConv2() {
-    cudnnDestroyActivationDescriptor(relu);
-    cudnnDestroyConvolutionDescriptor(conv);
-    cudnnDestroyFilterDescriptor(w);
-    for (cudnnTensorDescriptor_t t : {x, y, bias, x_all, y_all}) cudnnDestroyTensorDescriptor(t);
-    cudnnDestroy(handle);
-  }
-  CudnnConv2(const CudnnConv2&) = delete;
-  CudnnConv2& operator=(const CudnnConv2&) = delete;
 
   // out = ReLU(conv(in) + bias), as conv1d_forward with relu.
   void forward(Conv2Setup& c) {
-    const float one = 1.0f, zero = 0.0f;
-    const int calls = grouped ? 1 : S;
-    const size_t in_seed = size_t(c.d.B) * c.d.cin * c.d.lin, out_seed = size_t(c.d.B) * c.d.cout * c.d.lout();
-    const size_t w_seed = size_t(c.d.cout) * c.d.cin * c.d.K, w_all = size_t(S) * w_seed;
-    for (int s = 0; s < calls; ++s) {
-      SB_CUDNN_CHECK(cudnnConvolutionForward(handle, &one, x, c.in.data() + s * in_seed, w,
-                                             c.params.data() + s * w_seed, conv, fwd, workspace.data(),
-                                             workspace.size(), &zero, y, c.out.data() + s * out_seed));
-      SB_CUDNN_CHECK(cudnnAddTensor(handle, &one, bias, c.params.data() + w_all + size_t(s) * c.d.cout, &one, y,
-                                    c.out.data() + s * out_seed));
-    }
-    SB_CUDNN_CHECK(cudnnActivationForward(handle, relu, &one, y_all, c.out.data(), &zero, y_all, c.out.data()));
+    layer.forward(handle.get(), relu.get(), c.d.B, c.in.data(), in_seed(c), c.params.data(),
+                  c.params.data() + w_all(), c.out.data(), workspace.data(), workspace.size());
   }
 
-  // din = ReLU mask (of in) applied to the input gradient; dw, dbias: as conv1d_backward_input (masked) and
-  // conv1d_backward_weights.
+  // dw, dbias, and din with the ReLU mask of in: as conv1d_backward_weights and conv1d_backward_input (masked).
   void backward(Conv2Setup& c) {
     const float one = 1.0f, zero = 0.0f;
-    const int calls = grouped ? 1 : S;
-    const size_t in_seed = size_t(c.d.B) * c.d.cin * c.d.lin, out_seed = size_t(c.d.B) * c.d.cout * c.d.lout();
-    const size_t w_seed = size_t(c.d.cout) * c.d.cin * c.d.K, w_all = size_t(S) * w_seed;
-    for (int s = 0; s < calls; ++s) {
-      const float* dy = c.dout.data() + s * out_seed;
-      SB_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, w, c.params.data() + s * w_seed, y, dy, conv, bwd_data,
-                                                  workspace.data(), workspace.size(), &zero, x,
-                                                  c.din.data() + s * in_seed));
-      SB_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, x, c.in.data() + s * in_seed, y, dy, conv, bwd_filter,
-                                                    workspace.data(), workspace.size(), &zero, w,
-                                                    c.grads.data() + s * w_seed));
-      SB_CUDNN_CHECK(cudnnConvolutionBackwardBias(handle, &one, y, dy, &zero, bias,
-                                                  c.grads.data() + w_all + size_t(s) * c.d.cout));
-    }
-    SB_CUDNN_CHECK(cudnnActivationBackward(handle, relu, &one, x_all, c.in.data(), x_all, c.din.data(), x_all,
-                                           c.in.data(), &zero, x_all, c.din.data()));
+    layer.backward(handle.get(), c.d.B, c.in.data(), in_seed(c), c.dout.data(), c.params.data(), c.grads.data(),
+                   c.grads.data() + w_all(), c.din.data(), workspace.data(), workspace.size());
+    SB_CUDNN_CHECK(cudnnActivationBackward(handle.get(), relu.get(), &one, x_all.get(), c.in.data(), x_all.get(),
+                                           c.din.data(), x_all.get(), c.in.data(), &zero, x_all.get(), c.din.data()));
   }
 
-  bool grouped;
+  size_t in_seed(const Conv2Setup& c) const { return size_t(c.d.B) * c.d.cin * c.d.lin; }
+  size_t w_all() const { return size_t(S) * layer.weight_size(); }  // the biases follow every seed's weights
+
   int S;
-  cudnnHandle_t handle = nullptr;
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr, x_all = nullptr, y_all = nullptr;
-  cudnnFilterDescriptor_t w = nullptr;
-  cudnnConvolutionDescriptor_t conv = nullptr;
-  cudnnActivationDescriptor_t relu = nullptr;
-  cudnnConvolutionFwdAlgo_t fwd{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  sb::gpu::CudnnHandle handle;
+  sb::gpu::ActivationDesc relu;
+  sb::gpu::TensorDesc x_all;  // every seed's input (S*B, C, 1, L): the ReLU mask, elementwise
+  sb::gpu::ConvLayer layer;
   sb::gpu::DeviceArray<unsigned char> workspace;
 };
 

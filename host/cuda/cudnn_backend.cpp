@@ -52,8 +52,6 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 
 #include <algorithm>
 #include <climits>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -65,6 +63,7 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include "convbase.h"
 #include "cuda_check.h"  // SB_CUDA_CHECK, SB_CUBLAS_CHECK, SB_CUDNN_CHECK: failures throw with file:line
 #include "cuda_handles.h"
+#include "cudnn_conv.h"
 #include "step_inputs.h"
 #include "device_memory.h"
 #include "gather.h"
@@ -75,36 +74,17 @@ namespace sb {
 namespace {
 
 using gpu::DeviceArray;
-using gpu::EventHandle;
 using gpu::PinnedBuffer;
 using gpu::StreamHandle;
+using gpu::ActivationDesc;
+using gpu::ConvLayer;
+using gpu::CudnnHandle;
+using gpu::OpTensorDesc;
+using gpu::TensorDesc;
+using gpu::set_packed;
+using gpu::set_strided;
 
 // ---- Owning handles (destructors ignore errors: they run during unwinding and at exit).
-
-// A cuDNN object with a create / destroy pair: the handle and every descriptor kind.
-template <class T, cudnnStatus_t (*Create)(T*), cudnnStatus_t (*Destroy)(T)>
-class CudnnObject {
- public:
-  CudnnObject() { SB_CUDNN_CHECK(Create(&h_)); }
-  ~CudnnObject() {
-    if (h_) Destroy(h_);
-  }
-  CudnnObject(const CudnnObject&) = delete;
-  CudnnObject& operator=(const CudnnObject&) = delete;
-  T get() const { return h_; }
-
- private:
-  T h_ = nullptr;
-};
-using CudnnHandle = CudnnObject<cudnnHandle_t, cudnnCreate, cudnnDestroy>;
-using TensorDesc = CudnnObject<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
-using FilterDesc = CudnnObject<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
-using ConvDesc =
-    CudnnObject<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
-using ActivationDesc =
-    CudnnObject<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
-using OpTensorDesc =
-    CudnnObject<cudnnOpTensorDescriptor_t, cudnnCreateOpTensorDescriptor, cudnnDestroyOpTensorDescriptor>;
 
 class CublasHandle {
  public:
@@ -116,39 +96,6 @@ class CublasHandle {
 
  private:
   cublasHandle_t h_ = nullptr;
-};
-
-// ---- Descriptor helpers. Every tensor is 4-D NCHW float with H = 1.
-
-void set_packed(const TensorDesc& d, int n, int c, int w) {
-  SB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, 1, w));
-}
-
-void set_strided(const TensorDesc& d, int n, int c, int w, int n_stride, int c_stride) {
-  SB_CUDNN_CHECK(cudnnSetTensor4dDescriptorEx(d.get(), CUDNN_DATA_FLOAT, n, c, 1, w, n_stride, c_stride, w, 1));
-}
-
-// The first of cuDNN's heuristic ranking that runs, is deterministic and uses fp32 FMA math (never tensor cores).
-template <class Perf>
-const Perf& first_deterministic(const Perf* perf, int count, const std::string& what) {
-  for (int i = 0; i < count; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-        (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
-      return perf[i];
-  throw std::runtime_error("cudnn backend: cuDNN offers no deterministic fp32 algorithm for " + what);
-}
-
-// One convolution layer at a batch size: descriptors for one call (all seeds grouped, or one seed) and algorithms.
-struct ConvLayer {
-  int cin = 0, cout = 0, k = 0, lin = 0, lout = 0;
-  TensorDesc x, y, bias;  // x (B, G*cin, 1, lin), y (B, G*cout, 1, lout), bias (1, G*cout, 1, 1); G = S or 1
-  TensorDesc y_all;       // the outputs of every seed, (S*B, cout, 1, lout): for the ReLU, elementwise
-  FilterDesc w;           // (G*cout, cin, 1, k): group g's filters are seed g's (cout, cin, k), PyTorch's layout
-  ConvDesc conv;
-  cudnnConvolutionFwdAlgo_t fwd{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
-  size_t workspace = 0;  // bytes: the most any of the three algorithms needs
 };
 
 // Everything cuDNN needs for passes over B samples per seed.
@@ -358,9 +305,10 @@ class CudnnBackend final : public Backend {
     if (size_t(S_) * B * std::max({size_t(C) * s.l1(), size_t(L), size_t(F)}) > size_t(INT_MAX))
       throw std::invalid_argument("cudnn backend: " + std::to_string(S_) + " seeds of " + std::to_string(B) +
                                   " samples exceed cuDNN's 32-bit tensor sizes");
-    build_layer(plan->layer[0], B, 1, C, ConvBaseShape::k1, L);
-    build_layer(plan->layer[1], B, C, C, ConvBaseShape::k2, s.l1());
-    build_layer(plan->layer[2], B, C, C, ConvBaseShape::k3, s.l2());
+    cudnnHandle_t h = cudnn_->get();
+    plan->layer[0].build(h, S_, grouped_, B, 1, C, ConvBaseShape::k1, L);
+    plan->layer[1].build(h, S_, grouped_, B, C, C, ConvBaseShape::k2, s.l1());
+    plan->layer[2].build(h, S_, grouped_, B, C, C, ConvBaseShape::k3, s.l2());
     if (grouped_) {
       set_strided(plan->x_seed_major, B, S_, L, L, B * L);  // element (b, s, 0, p) at s*B*L + b*L + p
       set_packed(plan->z_conv, B, S_, F);
@@ -375,70 +323,6 @@ class CudnnBackend final : public Backend {
     }
     plans_.push_back(std::move(plan));
     return *plans_.back();
-  }
-
-  void build_layer(ConvLayer& l, int B, int cin, int cout, int k, int lin) const {
-    const int G = grouped_ ? S_ : 1;
-    l.cin = cin, l.cout = cout, l.k = k, l.lin = lin, l.lout = ConvBaseShape::out_len(lin, k);
-    set_packed(l.x, B, G * cin, lin);
-    set_packed(l.y, B, G * cout, l.lout);
-    set_packed(l.bias, 1, G * cout, 1);
-    set_packed(l.y_all, S_ * B, cout, l.lout);
-    SB_CUDNN_CHECK(cudnnSetFilter4dDescriptor(l.w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, G * cout, cin, 1, k));
-    SB_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(l.conv.get(), 0, ConvBaseShape::pad, 1, ConvBaseShape::stride, 1, 1,
-                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    SB_CUDNN_CHECK(cudnnSetConvolutionMathType(l.conv.get(), CUDNN_FMA_MATH));  // no TF32 tensor cores
-    SB_CUDNN_CHECK(cudnnSetConvolutionGroupCount(l.conv.get(), G));
-    int n = 0, c = 0, h = 0, w = 0;
-    SB_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(l.conv.get(), l.x.get(), l.w.get(), &n, &c, &h, &w));
-    if (n != B || c != G * cout || h != 1 || w != l.lout)
-      throw std::logic_error("cudnn backend: cuDNN's convolution output (" + std::to_string(n) + ", " +
-                             std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) +
-                             ") is not ConvBase's (" + std::to_string(B) + ", " + std::to_string(G * cout) + ", 1, " +
-                             std::to_string(l.lout) + ")");
-
-    const std::string what = "Conv1d(" + std::to_string(cin) + " -> " + std::to_string(cout) + ", k" +
-                             std::to_string(k) + ") on " + std::to_string(lin) + " samples x " + std::to_string(B) +
-                             (grouped_ ? " grouped over " + std::to_string(S_) + " seeds" : "");
-    cudnnHandle_t handle = cudnn_->get();
-    int count = 0;
-    size_t bytes = 0;
-    {
-      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      SB_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, l.x.get(), l.w.get(), l.conv.get(), l.y.get(),
-                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
-      const auto& best = first_deterministic(perf, count, "the forward pass of " + what);
-      l.fwd = best.algo;
-      SB_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, l.x.get(), l.w.get(), l.conv.get(), l.y.get(),
-                                                             l.fwd, &bytes));
-      l.workspace = std::max({l.workspace, bytes, best.memory});
-    }
-    {
-      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, l.w.get(), l.y.get(), l.conv.get(), l.x.get(),
-                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
-      const auto& best = first_deterministic(perf, count, "the input gradient of " + what);
-      l.bwd_data = best.algo;
-      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, l.w.get(), l.y.get(), l.conv.get(), l.x.get(),
-                                                                  l.bwd_data, &bytes));
-      l.workspace = std::max({l.workspace, bytes, best.memory});
-    }
-    {
-      cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, l.x.get(), l.y.get(), l.conv.get(),
-                                                                   l.w.get(), CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                                   &count, perf));
-      const auto& best = first_deterministic(perf, count, "the weight gradient of " + what);
-      l.bwd_filter = best.algo;
-      SB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, l.x.get(), l.y.get(), l.conv.get(),
-                                                                    l.w.get(), l.bwd_filter, &bytes));
-      l.workspace = std::max({l.workspace, bytes, best.memory});
-    }
-    if (std::getenv("SB_CUDNN_VERBOSE"))  // which algorithms the heuristics chose, for the benchmark's notes
-      std::fprintf(stderr,
-                   "cudnn backend: %s: algorithms forward %d, backward data %d, backward filter %d; %zu bytes"
-                   " of workspace\n",
-                   what.c_str(), int(l.fwd), int(l.bwd_data), int(l.bwd_filter), l.workspace);
   }
 
   // ---- Layers. alpha/beta follow cuDNN's and cuBLAS's convention out = alpha*op + beta*out: beta 0 overwrites
@@ -467,55 +351,6 @@ class CudnnBackend final : public Backend {
                 buf.logits.data(),
                 buf.dlogits.data(),
                 buf.ones.data()};
-  }
-
-  // One seed's weights of a layer, in floats: the distance between seeds' filters in the tensor-major buffer.
-  static size_t weight_size(const ConvLayer& l) { return size_t(l.cout) * l.cin * l.k; }
-
-  // y = conv(x) + bias for every seed (one grouped call, or one call per seed), then ReLU in place.
-  void conv_forward(const ConvLayer& l, int B, const float* x, size_t x_seed_stride, const float* w, const float* bias,
-                    float* y) {
-    cudnnHandle_t h = cudnn_->get();
-    const int calls = grouped_ ? 1 : S_;
-    const size_t y_seed = size_t(B) * l.cout * l.lout;
-    for (int s = 0; s < calls; ++s) {
-      float* ys = y + s * y_seed;
-      SB_CUDNN_CHECK(cudnnConvolutionForward(h, &kOne, l.x.get(), x + s * x_seed_stride, l.w.get(),
-                                             w + s * weight_size(l), l.conv.get(), l.fwd, workspace_.data(),
-                                             workspace_.size(), &kZero, l.y.get(), ys));
-      SB_CUDNN_CHECK(cudnnAddTensor(h, &kOne, l.bias.get(), bias + size_t(s) * l.cout, &kOne, l.y.get(), ys));
-    }
-    SB_CUDNN_CHECK(cudnnActivationForward(h, relu_->get(), &kOne, l.y_all.get(), y, &kZero, l.y_all.get(), y));
-  }
-
-  // From dy, the gradient of the layer's pre-activation: dw and dbias (if dw is not null; overwritten) and dx, the
-  // gradient of the layer's input (if not null; overwritten, before any ReLU mask).
-  void conv_backward(const ConvLayer& l, int B, const float* x, size_t x_seed_stride, const float* dy, const float* w,
-                     float* dw, float* dbias, float* dx) {
-    cudnnHandle_t h = cudnn_->get();
-    const int calls = grouped_ ? 1 : S_;
-    const size_t y_seed = size_t(B) * l.cout * l.lout, dx_seed = size_t(B) * l.cin * l.lin;
-    for (int s = 0; s < calls; ++s) {
-      const float* dys = dy + s * y_seed;
-      if (dw) {
-        SB_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &kOne, l.x.get(), x + s * x_seed_stride, l.y.get(), dys,
-                                                      l.conv.get(), l.bwd_filter, workspace_.data(), workspace_.size(),
-                                                      &kZero, l.w.get(), dw + s * weight_size(l)));
-        SB_CUDNN_CHECK(
-            cudnnConvolutionBackwardBias(h, &kOne, l.y.get(), dys, &kZero, l.bias.get(), dbias + size_t(s) * l.cout));
-      }
-      if (dx)
-        SB_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &kOne, l.w.get(), w + s * weight_size(l), l.y.get(), dys,
-                                                    l.conv.get(), l.bwd_data, workspace_.data(), workspace_.size(),
-                                                    &kZero, l.x.get(), dx + s * dx_seed));
-    }
-  }
-
-  // d = d * (a > 0) in place: the ReLU backward of the layer whose output is a. cuDNN reads the mask from y (and
-  // x); a is passed for both, the post-activation, which is positive exactly where the pre-activation was.
-  void relu_backward(const ConvLayer& l, const float* a, float* d) const {
-    SB_CUDNN_CHECK(cudnnActivationBackward(cudnn_->get(), relu_->get(), &kOne, l.y_all.get(), a, l.y_all.get(), d,
-                                           l.y_all.get(), a, &kZero, l.y_all.get(), d));
   }
 
   // The head input z = a3: seed s's row b at z + s*z_seed_stride + b*ldz.
@@ -567,10 +402,17 @@ class CudnnBackend final : public Backend {
   void forward(const Plan& plan, const Pass& p, bool with_logits) {
     const ConvBaseShape& s = shape_;
     const float* w = params_.data();
+    cudnnHandle_t h = cudnn_->get();
+    cudnnActivationDescriptor_t relu = relu_->get();
+    void* ws = workspace_.data();
+    const size_t ws_bytes = workspace_.size();
     const size_t a1_seed = size_t(p.B) * s.channels * s.l1(), a2_seed = size_t(p.B) * s.channels * s.l2();
-    conv_forward(plan.layer[0], p.B, p.x, p.x_seed_stride, tensor(w, s.off_w1()), tensor(w, s.off_b1()), p.a[0]);
-    conv_forward(plan.layer[1], p.B, p.a[0], a1_seed, tensor(w, s.off_w2()), tensor(w, s.off_b2()), p.a[1]);
-    conv_forward(plan.layer[2], p.B, p.a[1], a2_seed, tensor(w, s.off_w3()), tensor(w, s.off_b3()), p.a[2]);
+    plan.layer[0].forward(h, relu, p.B, p.x, p.x_seed_stride, tensor(w, s.off_w1()), tensor(w, s.off_b1()), p.a[0],
+                          ws, ws_bytes);
+    plan.layer[1].forward(h, relu, p.B, p.a[0], a1_seed, tensor(w, s.off_w2()), tensor(w, s.off_b2()), p.a[1], ws,
+                          ws_bytes);
+    plan.layer[2].forward(h, relu, p.B, p.a[1], a2_seed, tensor(w, s.off_w3()), tensor(w, s.off_b3()), p.a[2], ws,
+                          ws_bytes);
     if (with_logits) head_forward(p, tensor(w, s.off_wh()), tensor(w, s.off_bh()));
   }
 
@@ -581,18 +423,22 @@ class CudnnBackend final : public Backend {
     const float* w = params_.data();
     float* g = grads;  // null in evaluation
     auto grad = [&](size_t off) { return g ? tensor(g, off) : nullptr; };
+    cudnnHandle_t h = cudnn_->get();
+    cudnnActivationDescriptor_t relu = relu_->get();
+    void* ws = workspace_.data();
+    const size_t ws_bytes = workspace_.size();
     const size_t a1_seed = size_t(p.B) * s.channels * s.l1(), a2_seed = size_t(p.B) * s.channels * s.l2();
     head_backward(p, tensor(w, s.off_wh()), grad(s.off_wh()), grad(s.off_bh()));
-    relu_backward(plan.layer[2], p.a[2], p.d[2]);
-    conv_backward(plan.layer[2], p.B, p.a[1], a2_seed, p.d[2], tensor(w, s.off_w3()), grad(s.off_w3()),
-                  grad(s.off_b3()), p.d[1]);
-    relu_backward(plan.layer[1], p.a[1], p.d[1]);
-    conv_backward(plan.layer[1], p.B, p.a[0], a1_seed, p.d[1], tensor(w, s.off_w2()), grad(s.off_w2()),
-                  grad(s.off_b2()), p.d[0]);
-    relu_backward(plan.layer[0], p.a[0], p.d[0]);
+    plan.layer[2].relu_backward(h, relu, p.a[2], p.d[2]);
+    plan.layer[2].backward(h, p.B, p.a[1], a2_seed, p.d[2], tensor(w, s.off_w3()), grad(s.off_w3()), grad(s.off_b3()),
+                           p.d[1], ws, ws_bytes);
+    plan.layer[1].relu_backward(h, relu, p.a[1], p.d[1]);
+    plan.layer[1].backward(h, p.B, p.a[0], a1_seed, p.d[1], tensor(w, s.off_w2()), grad(s.off_w2()), grad(s.off_b2()),
+                           p.d[0], ws, ws_bytes);
+    plan.layer[0].relu_backward(h, relu, p.a[0], p.d[0]);
     if (g || dx)
-      conv_backward(plan.layer[0], p.B, p.x, p.x_seed_stride, p.d[0], tensor(w, s.off_w1()), grad(s.off_w1()),
-                    grad(s.off_b1()), dx);
+      plan.layer[0].backward(h, p.B, p.x, p.x_seed_stride, p.d[0], tensor(w, s.off_w1()), grad(s.off_w1()),
+                             grad(s.off_b1()), dx, ws, ws_bytes);
   }
 
   // ---- Training
