@@ -72,6 +72,24 @@ inline double rel_error(const std::vector<float>& got, const std::vector<float>&
   return rel_error(got.data(), want.data(), std::min(got.size(), want.size()));
 }
 
+// Rows (one seed's one sample each) of a gradient through ReLUs, computed by a library that sums in another order
+// than the CPU (cuDNN): where a pre-activation lies within rounding of 0 the two can take different sides of a ReLU,
+// and that one sample's gradient moves by a few percent (seen: 2.3% for one of 46 rows at C = 256). So every row must
+// match to `tol` except at most `max_flips` rows, which must still match to 10%. A layout or indexing bug moves
+// every row, or one row by far more; a NaN fails.
+inline void expect_rows_close_up_to_relu_flips(const float* got, const float* want, int rows, int width, double tol,
+                                               int max_flips) {
+  int flips = 0;
+  for (int r = 0; r < rows; ++r) {
+    const double e = rel_error(got + size_t(r) * width, want + size_t(r) * width, size_t(width));
+    if (e <= tol) continue;
+    ++flips;
+    EXPECT_LE(e, 0.1) << "row " << r << " is off by more than a ReLU flip moves it";
+  }
+  EXPECT_LE(flips, max_flips) << flips << " of " << rows << " rows off by more than " << tol
+                              << ": more than rare ReLU flips";
+}
+
 inline size_t count_unequal(const std::vector<float>& a, const std::vector<float>& b) {
   size_t n = 0;
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) n += !(a[i] == b[i]);

@@ -2,8 +2,8 @@
 // convolution modes (grouped over the seeds, and per seed): ten training steps agree within 1e-4 relative on every
 // parameter tensor, the modes agree with each other, the same seed twice gives the same bits, and predict / features
 // / saliency match the CPU, across evaluation chunks and right after asynchronous training steps. Without a device,
-// or in a build without cuDNN, those tests skip; what the factory says when the backend is unavailable, and its
-// rejection of an unknown mode, are checked everywhere.
+// or in a build without cuDNN, those tests skip (CI runs them on the emulated cuDNN and cuBLAS of tests/emu/); what
+// the factory says when the backend is unavailable, and its rejection of an unknown mode, are checked everywhere.
 #include <gtest/gtest.h>
 
 #include <stdexcept>
@@ -183,7 +183,10 @@ void expect_evaluation_matches_cpu(Backend& gpu, const ConvBaseShape& shape, int
     std::fill(got.begin(), got.end(), kNaN);
     cpu->saliency(x, pr.labels.data(), N, per_seed, want.data());
     gpu.saliency(x, pr.labels.data(), N, per_seed, got.data());
-    EXPECT_LE(rel_error(got.data(), want.data(), size_t(S) * N * L), 1e-5) << "saliency";
+    {
+      SCOPED_TRACE("saliency");  // a gradient through the ReLUs: rare flips allowed (cuda_test_util.h)
+      expect_rows_close_up_to_relu_flips(got.data(), want.data(), S * N, L, 1e-5, std::max(1, S * N / 50));
+    }
     EXPECT_EQ(count_nan(std::vector<float>(got.begin(), got.begin() + size_t(S) * N * L)), 0u);
   }
 }

@@ -113,7 +113,8 @@ struct PassBuffers {
   int capacity = 0;
   DeviceArray<float> x, xc, a1, a2, a3, d1, d2, d3, logits, dlogits;
   DeviceArray<float> dxc, scratch;  // evaluation only: conv1's input gradient, and layout changes / |.|
-  DeviceArray<float> ones;          // (capacity) ones: the head's bias as a rank-1 GEMM, its gradient as a GEMV
+  DeviceArray<float> ones;          // (S, capacity) ones: the head's bias as a rank-1 GEMM, its gradient as a GEMV
+                                    // (one copy per seed: cuBLAS documents that batch strides must not be zero)
   DeviceArray<int32_t> labels;      // (S, capacity) in training, (capacity) shared in saliency
 };
 
@@ -339,7 +340,7 @@ class CudnnBackend final : public Backend {
     float* d[3];           // their gradients, then (after the ReLU backward) those of the pre-activations
     float* logits;         // (S, B, K)
     float* dlogits;        // (S, B, K)
-    const float* ones;     // (B)
+    const float* ones;     // (S, B): seed s's B ones at s*B
   };
 
   Pass pass(PassBuffers& buf, int B, const float* x, size_t x_seed_stride) const {
@@ -367,8 +368,8 @@ class CudnnBackend final : public Backend {
   void head_forward(const Pass& p, const float* wh, const float* bh) const {
     const int K = shape_.classes, F = shape_.feature_dim(), B = p.B;
     cublasHandle_t h = cublas_->get();
-    // logits^T = bias 1^T: m = K, n = B, k = 1; A = bias (K x 1, lda K), B = ones (1 x B, ldb 1, shared: stride 0).
-    SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, K, B, 1, &kOne, bh, K, K, p.ones, 1, 0,
+    // logits^T = bias 1^T: m = K, n = B, k = 1; A = bias (K x 1, lda K), B = ones (1 x B, ldb 1, stride B).
+    SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, K, B, 1, &kOne, bh, K, K, p.ones, 1, B,
                                               &kZero, p.logits, K, (long long)B * K, S_));
     // logits^T += W z^T (beta 1).
     SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_T, CUBLAS_OP_N, K, B, F, &kOne, wh, F, (long long)K * F,
@@ -391,7 +392,7 @@ class CudnnBackend final : public Backend {
     if (dwh) {
       SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, F, K, B, &kOne, p.a[2], ldz, z_seed,
                                                 p.dlogits, K, logit_seed, &kZero, dwh, F, (long long)K * F, S_));
-      SB_CUBLAS_CHECK(cublasSgemvStridedBatched(h, CUBLAS_OP_N, K, B, &kOne, p.dlogits, K, logit_seed, p.ones, 1, 0,
+      SB_CUBLAS_CHECK(cublasSgemvStridedBatched(h, CUBLAS_OP_N, K, B, &kOne, p.dlogits, K, logit_seed, p.ones, 1, B,
                                                 &kZero, dbh, 1, K, S_));
     }
     SB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, F, B, K, &kOne, wh, F, (long long)K * F,
@@ -501,7 +502,7 @@ class CudnnBackend final : public Backend {
       buf.dxc = DeviceArray<float>(nx);
       buf.scratch = DeviceArray<float>(SB * std::max(s.length, s.feature_dim()));
     }
-    buf.ones = DeviceArray<float>(std::vector<float>(size_t(capacity), 1.0f));
+    buf.ones = DeviceArray<float>(std::vector<float>(SB, 1.0f));
     buf.labels = DeviceArray<int32_t>(evaluation ? size_t(capacity) : SB);
     buf.capacity = capacity;
   }

@@ -53,6 +53,8 @@ void check_kind(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, c
 }
 }  // namespace
 
+bool emu_is_device(const void* p, size_t bytes) { return is_device(p, bytes); }
+
 void __syncthreads() {
   ++g_barrier_count;
   swapcontext(&g_fibers[size_t(g_current)].ctx, &g_sched);

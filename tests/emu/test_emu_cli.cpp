@@ -1,5 +1,5 @@
-// bench_spurious --backend cuda end to end, on the emulated GPU (bench_spurious_emu): the study (training,
-// periodic and final evaluation, DFR and AFR on the device's features) agrees with --backend cpu, and the cuda
+// bench_spurious --backend cuda and --backend cudnn end to end, on the emulated GPU (bench_spurious_emu): the study
+// (training, periodic and final evaluation, DFR and AFR on the device's features) agrees with --backend cpu, and the cuda
 // backend's execution options (--streams, --stream-per-seed, --no-graphs) do not change a single bit. Saliency
 // is left out (--no-saliency: it is most of an emulated run's time); CudaBackend.PredictFeaturesSaliencyMatchCpu
 // compares it with the CPU.
@@ -43,20 +43,13 @@ std::map<std::string, json> metrics(const json& j) {
   return m;
 }
 
-}  // namespace
-
-TEST(EmulatedCli, CudaStudyMatchesCpu) {
-  const std::string methods = " --methods erm,dfr,afr";
-  const json cpu = run_emu(kSmall + methods + " --backend cpu");
-  const json gpu = run_emu(kSmall + methods + " --backend cuda");
-  EXPECT_EQ(gpu["environment"]["backend"], "cuda");
-  EXPECT_NE(gpu["environment"]["device"].get<std::string>().find("Emulated"), std::string::npos);
-  const auto want = metrics(cpu), got = metrics(gpu);
-  ASSERT_EQ(want.size(), 9u);  // 3 methods x 3 seeds
+// A device backend's study against the CPU's. The backends sum in different orders, so parameters differ at float
+// rounding and a test sample near a decision boundary may flip: accuracies agree to ~10 samples of the 1000 per test
+// set (4000 in train), worst-group accuracies to a sample or two of the smallest group (~20 samples).
+void expect_study_close(const json& got_json, const json& want_json, size_t runs) {
+  const auto want = metrics(want_json), got = metrics(got_json);
+  ASSERT_EQ(want.size(), runs);
   ASSERT_EQ(got.size(), want.size());
-  // The backends sum weight gradients in different orders, so parameters differ at float rounding and a test
-  // sample near a decision boundary may flip: accuracies agree to ~10 samples of the 1000 per test set (4000 in
-  // train), worst-group accuracies to a sample or two of the smallest group (~20 samples).
   for (const auto& [key, w] : want)
     for (const auto& [set, values] : w.items()) {
       EXPECT_NEAR(got.at(key)[set]["accuracy"].get<double>(), values["accuracy"].get<double>(), 0.01)
@@ -65,6 +58,31 @@ TEST(EmulatedCli, CudaStudyMatchesCpu) {
                   values["worst_group_accuracy"].get<double>(), 0.1)
           << key << " " << set;
     }
+}
+
+}  // namespace
+
+TEST(EmulatedCli, CudaStudyMatchesCpu) {
+  const std::string methods = " --methods erm,dfr,afr";
+  const json cpu = run_emu(kSmall + methods + " --backend cpu");
+  const json gpu = run_emu(kSmall + methods + " --backend cuda");
+  EXPECT_EQ(gpu["environment"]["backend"], "cuda");
+  EXPECT_NE(gpu["environment"]["device"].get<std::string>().find("Emulated"), std::string::npos);
+  expect_study_close(gpu, cpu, 9u);  // 3 methods x 3 seeds
+}
+
+// --backend cudnn (on the emulated cuDNN and cuBLAS of emu_cudnn.cpp) in both convolution modes.
+TEST(EmulatedCli, CudnnStudyMatchesCpu) {
+  const std::string methods = " --methods erm,dfr";
+  const json cpu = run_emu(kSmall + methods + " --backend cpu");
+  for (const char* mode : {"grouped", "per-seed"}) {
+    SCOPED_TRACE(mode);
+    const json gpu = run_emu(kSmall + methods + " --backend cudnn --cudnn-conv " + mode);
+    EXPECT_EQ(gpu["environment"]["backend"], "cudnn");
+    EXPECT_NE(gpu["environment"]["device"].get<std::string>().find(mode[0] == 'g' ? "grouped" : "per-seed"),
+              std::string::npos);
+    expect_study_close(gpu, cpu, 6u);  // 2 methods x 3 seeds
+  }
 }
 
 TEST(EmulatedCli, StreamsGraphsAndStreamPerSeedChangeNoBit) {
