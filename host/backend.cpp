@@ -48,6 +48,21 @@ void check_train_step(const std::string& who, const int32_t* batch_index, int S,
                               std::to_string(N) + ")");
 }
 
+void check_eval_set(const std::string& who, const float* x, const int32_t* labels, int N, int classes) {
+  if (N < 1) throw std::invalid_argument(who + ": the evaluation set is empty");
+  if (!x || !labels) throw std::invalid_argument(who + ": null evaluation data");
+  for (int i = 0; i < N; ++i)
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw std::invalid_argument(who + ": evaluation label " + std::to_string(labels[i]) + " outside [0, " +
+                                  std::to_string(classes) + ")");
+}
+
+void check_eval_set_id(const std::string& who, int id, size_t sets) {
+  if (id < 0 || size_t(id) >= sets)
+    throw std::out_of_range(who + ": no evaluation set " + std::to_string(id) + " (" + std::to_string(sets) +
+                            " added since the last reset)");
+}
+
 std::vector<std::string> known_backends() { return {"cpu", "cuda", "cudnn"}; }
 
 int cuda_device_count() {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "convbase.h"
+#include "metrics.h"
 
 namespace sb {
 
@@ -41,6 +42,14 @@ class Backend {
 
   // Saliency |d logit_{labels[i]} / d x_i| per input feature: sal (S, N, L); labels (N) shared by the seeds.
   virtual void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) = 0;
+
+  // Evaluation sets the backend keeps (a device backend on the device) so that scoring the same inputs again and
+  // again, as the periodic evaluation does, moves neither inputs nor logits: x as in predict, labels (N). Copied;
+  // returns the set's id. reset() drops every set.
+  virtual int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) = 0;
+  // Metrics per seed (out: S of them) of the current parameters on set `id`: those of evaluate_logits on predict's
+  // logits. A device backend counts on the device; its loss may differ from the CPU's by float rounding.
+  virtual void evaluate_set(int id, SetMetrics* out) = 0;
 };
 
 // How a backend is built. A backend ignores the fields that are not its own (cpu reads threads only).
@@ -74,6 +83,10 @@ int cuda_device_count();
 // [0, N): std::out_of_range.
 void check_train_data(const std::string& who, const float* x, const int32_t* labels, int N, int classes);
 void check_train_step(const std::string& who, const int32_t* batch_index, int S, int B, int N);
+// add_eval_set's: an empty set, null data or a label outside [0, classes) is std::invalid_argument.
+void check_eval_set(const std::string& who, const float* x, const int32_t* labels, int N, int classes);
+// evaluate_set's: an id that add_eval_set did not return since the last reset() is std::out_of_range.
+void check_eval_set_id(const std::string& who, int id, size_t sets);
 
 // The reference CPU backend (host/backend_cpu.cpp); threads 0 = all cores.
 std::unique_ptr<Backend> make_cpu_backend(int threads);

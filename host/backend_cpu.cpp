@@ -62,6 +62,7 @@ class CpuBackend final : public Backend {
     train_buffers_.clear();
     predict_buffers_.clear();
     x_.clear(), labels_.clear(), N_ = 0;
+    eval_sets_.clear();
   }
 
   void get_params(float* params) const override { std::copy(params_.begin(), params_.end(), params); }
@@ -136,7 +137,35 @@ class CpuBackend final : public Backend {
     });
   }
 
+  int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
+    require_reset();
+    check_eval_set("cpu backend", x, labels, N, shape_.classes);
+    EvalSet set;
+    set.x.assign(x, x + (per_seed ? size_t(S_) : 1) * N * shape_.length);
+    set.labels.assign(labels, labels + N);
+    set.per_seed = per_seed;
+    eval_sets_.push_back(std::move(set));
+    return int(eval_sets_.size()) - 1;
+  }
+
+  // Through predict and evaluate_logits: exactly what scoring predict's logits gives.
+  void evaluate_set(int id, SetMetrics* out) override {
+    require_reset();
+    check_eval_set_id("cpu backend", id, eval_sets_.size());
+    const EvalSet& set = eval_sets_[size_t(id)];
+    const int N = int(set.labels.size()), K = shape_.classes;
+    std::vector<float> logits(size_t(S_) * N * K);
+    predict(set.x.data(), N, set.per_seed, logits.data());
+    for (int s = 0; s < S_; ++s) out[s] = evaluate_logits(logits.data() + size_t(s) * N * K, set.labels.data(), N, K);
+  }
+
  private:
+  struct EvalSet {
+    std::vector<float> x;  // (S, N, L) or (N, L)
+    std::vector<int32_t> labels;
+    bool per_seed = false;
+  };
+
   // Runs fn(seed, first row, rows, x of those rows, thread buffers) over (seed, chunk) pairs in parallel.
   // Chunks bound the workspace (about C x 512 floats per activation row); a sample's outputs do not
   // depend on the chunk it is in, so the pairs can run in any order on any thread.
@@ -176,6 +205,7 @@ class CpuBackend final : public Backend {
   std::vector<float> x_;               // (S, N, L)
   std::vector<int32_t> labels_;        // (N)
   std::vector<std::unique_ptr<ThreadBuffers>> train_buffers_, predict_buffers_;
+  std::vector<EvalSet> eval_sets_;
 };
 
 }  // namespace

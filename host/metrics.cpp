@@ -8,10 +8,8 @@
 namespace sb {
 
 SetMetrics evaluate_logits(const float* logits, const int32_t* labels, int N, int classes) {
-  SetMetrics m;
-  std::vector<int> correct(classes, 0), total(classes, 0);
+  std::vector<int64_t> correct(classes, 0), total(classes, 0);
   double loss = 0;
-  int n_correct = 0;
   for (int i = 0; i < N; ++i) {
     const float* z = logits + size_t(i) * classes;
     int arg = 0;
@@ -23,10 +21,17 @@ SetMetrics evaluate_logits(const float* logits, const int32_t* labels, int N, in
     const int y = labels[i];
     loss += std::log(sum) - (double(z[y]) - zmax);
     ++total[y];
-    if (arg == y) ++correct[y], ++n_correct;
+    if (arg == y) ++correct[y];
   }
+  return metrics_from_counts(correct.data(), total.data(), classes, N, loss);
+}
+
+SetMetrics metrics_from_counts(const int64_t* correct, const int64_t* total, int classes, int N, double loss_sum) {
+  SetMetrics m;
+  int64_t n_correct = 0;
+  for (int k = 0; k < classes; ++k) n_correct += correct[k];
   m.accuracy = N > 0 ? double(n_correct) / N : 0.0;
-  m.loss = N > 0 ? loss / N : 0.0;
+  m.loss = N > 0 ? loss_sum / N : 0.0;
   m.per_group_accuracy.assign(classes, std::numeric_limits<double>::quiet_NaN());
   m.worst_group_accuracy = 1.0;
   for (int k = 0; k < classes; ++k) {

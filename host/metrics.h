@@ -14,6 +14,10 @@ struct SetMetrics {
 // logits (N, classes), labels (N). loss is the mean cross-entropy (computed in double).
 SetMetrics evaluate_logits(const float* logits, const int32_t* labels, int N, int classes);
 
+// The same from counts (what a device scores): correct[k] of total[k] samples of class k right, loss_sum the summed
+// cross-entropy of all N samples.
+SetMetrics metrics_from_counts(const int64_t* correct, const int64_t* total, int classes, int N, double loss_sum);
+
 struct SeedStats {
   double mean = 0, std = 0, min = 0, max = 0, median = 0;
   double ci95_lo = 0, ci95_hi = 0;  // t-interval for the mean; equals [mean, mean] for one value

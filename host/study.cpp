@@ -150,11 +150,14 @@ struct Study {
     for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, uint32_t(s), params.data() + size_t(s) * P);
     backend.reset(shape, S, params.data(), cfg.adam);
     backend.set_train_data(x.data(), data.y_train.data(), N);
+    double train_s = 0, eval_s = 0;
+    const auto t_sets = Clock::now();
+    const std::vector<std::pair<std::string, int>> eval_sets = add_eval_sets(x);
+    eval_s += seconds_since(t_sets);
     const int n_rows = rows.empty() ? N : int(rows[0].size());
     std::vector<std::vector<int32_t>> perms(S);
     std::vector<int32_t> batch(size_t(S) * cfg.batch);
     std::vector<float> loss(S);
-    double train_s = 0, eval_s = 0;
     const int per_epoch = n_rows / cfg.batch;
     std::optional<NvtxRange> epoch_range;
     for (int step = 0; step < steps; ++step) {
@@ -174,7 +177,7 @@ struct Study {
       if (!eval) continue;
       const auto t_eval = Clock::now();
       const NvtxRange eval_range("evaluate");
-      std::vector<std::map<std::string, SetMetrics>> sets = evaluate(x, nullptr);
+      std::vector<std::map<std::string, SetMetrics>> sets = evaluate_sets(eval_sets);
       double clean = 0, train_loss = 0;
       for (int s = 0; s < S; ++s) {
         clean += sets[s]["test_clean"].accuracy;
@@ -193,6 +196,28 @@ struct Study {
     tm.stages.push_back({"erm_training", train_s, epochs, false});
     tm.stages.push_back({"periodic_evaluation", eval_s, 0, false});
     return train_s;
+  }
+
+  // The training set x_train and the three test sets, kept by the backend (after its reset) for periodic evaluation:
+  // (set name, id) pairs.
+  std::vector<std::pair<std::string, int>> add_eval_sets(const std::vector<float>& x_train) {
+    std::vector<std::pair<std::string, int>> ids = {
+        {"train", backend.add_eval_set(x_train.data(), data.y_train.data(), N, true)}};
+    for (const auto& [name, x, per_seed] : test_sets())
+      ids.push_back({name, backend.add_eval_set(x, data.y_test.data(), NT, per_seed)});
+    return ids;
+  }
+
+  // Metrics of the backend's current model on the sets of add_eval_sets, scored where the backend runs (on a GPU
+  // only S * (classes + 1) numbers per set come back).
+  std::vector<std::map<std::string, SetMetrics>> evaluate_sets(const std::vector<std::pair<std::string, int>>& ids) {
+    std::vector<std::map<std::string, SetMetrics>> out(S);
+    std::vector<SetMetrics> m(S);
+    for (const auto& [name, id] : ids) {
+      backend.evaluate_set(id, m.data());
+      for (int s = 0; s < S; ++s) out[s][name] = m[s];
+    }
+    return out;
   }
 
   // Metrics of the backend's current model on the training set x_train and the three test sets;

@@ -212,7 +212,8 @@ inline void expect_ten_steps_match_cpu(Backend& device, const ConvBaseShape& sha
 }
 
 // The calls every backend must refuse, in order: get_params before reset, a step before training data, a label
-// out of range, a batch row out of range, a batch larger than the training set, S = 0; and one good step.
+// out of range, a batch row out of range, a batch larger than the training set, an evaluation set with a bad label
+// or none at all, an evaluation set id not handed out since the last reset, S = 0; and one good step.
 inline void expect_rejects_bad_calls(Backend& be) {
   const ConvBaseShape shape{4, 40, 10};
   std::vector<float> params(2 * shape.num_params(), 0.01f), out(1000);
@@ -234,9 +235,69 @@ inline void expect_rejects_bad_calls(Backend& be) {
   float loss[2] = {kNaN, kNaN};
   be.train_step(rows.data(), 3, 1e-2f, loss);
   EXPECT_FALSE(std::isnan(loss[0]) || std::isnan(loss[1]));
+  std::vector<SetMetrics> metrics(2);
+  const int id = be.add_eval_set(x.data(), labels.data(), 5, true);
+  EXPECT_EQ(id, 0);
+  be.evaluate_set(id, metrics.data());
+  EXPECT_THROW(be.evaluate_set(1, metrics.data()), std::out_of_range);
+  EXPECT_THROW(be.add_eval_set(x.data(), labels.data(), 0, true), std::invalid_argument);
   labels[0] = -1;
   EXPECT_THROW(be.saliency(x.data(), labels.data(), 5, false, out.data()), std::invalid_argument);
+  EXPECT_THROW(be.add_eval_set(x.data(), labels.data(), 5, false), std::invalid_argument);
+  be.reset(shape, 2, params.data(), AdamConfig{});
+  EXPECT_THROW(be.evaluate_set(id, metrics.data()), std::out_of_range) << "reset() drops the evaluation sets";
   EXPECT_THROW(be.reset(shape, 0, params.data(), AdamConfig{}), std::invalid_argument);
+}
+
+// An evaluation right after training steps that did not wait for the device scores the trained parameters.
+inline void expect_eval_set_sees_trained_params(Backend& device, int max_flips) {
+  const Problem pr(ConvBaseShape{25, 40, 10}, 3, 120, 40, 5);
+  device.reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
+  device.set_train_data(pr.x.data(), pr.labels.data(), pr.N);
+  const int id = device.add_eval_set(pr.x.data(), pr.labels.data(), pr.N, true);
+  for (const auto& rows : pr.batches) device.train_step(rows.data(), pr.B, 1e-2f, nullptr);
+  std::vector<SetMetrics> got(size_t(pr.S)), want(size_t(pr.S));
+  device.evaluate_set(id, got.data());
+  std::vector<float> trained(pr.params.size());
+  device.get_params(trained.data());
+  EXPECT_GT(count_unequal(trained, pr.params), 0u) << "the steps changed nothing";
+  auto cpu = make_backend("cpu", 2);
+  cpu->reset(pr.shape, pr.S, trained.data(), AdamConfig{});
+  cpu->evaluate_set(cpu->add_eval_set(pr.x.data(), pr.labels.data(), pr.N, true), want.data());
+  for (int s = 0; s < pr.S; ++s) {
+    EXPECT_LE(std::fabs(got[s].accuracy - want[s].accuracy) * pr.N, max_flips + 1e-9) << "seed " << s;
+    EXPECT_NEAR(got[s].loss, want[s].loss, 1e-5 * std::fabs(want[s].loss)) << "seed " << s;
+  }
+}
+
+// evaluate_set on `device` against the CPU backend's, from the same parameters, on a per-seed and a shared set
+// registered with both. The CPU's is evaluate_logits of its predict (test_backend.cpp). Counts agree exactly up to
+// `max_flips` samples per seed and set (0 where the device's logits are the CPU's bit for bit; a library that sums
+// in another order can move a sample across a near-tie), the mean loss to 1e-5 relative.
+inline void expect_eval_sets_match_cpu(Backend& device, const Problem& pr, int N, int max_flips) {
+  auto cpu = make_backend("cpu", 2);
+  cpu->reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
+  device.reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
+  for (const bool per_seed : {true, false}) {
+    SCOPED_TRACE(per_seed ? "per seed" : "shared");
+    const int a = cpu->add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
+    const int b = device.add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
+    std::vector<SetMetrics> want(size_t(pr.S)), got(size_t(pr.S));
+    cpu->evaluate_set(a, want.data());
+    device.evaluate_set(b, got.data());
+    for (int s = 0; s < pr.S; ++s) {
+      SCOPED_TRACE("seed " + std::to_string(s));
+      EXPECT_LE(std::fabs(got[s].accuracy - want[s].accuracy) * N, max_flips + 1e-9);
+      ASSERT_EQ(got[s].per_group_accuracy.size(), want[s].per_group_accuracy.size());
+      for (size_t k = 0; k < want[s].per_group_accuracy.size(); ++k) {
+        const double w = want[s].per_group_accuracy[k], g = got[s].per_group_accuracy[k];
+        EXPECT_EQ(std::isnan(w), std::isnan(g)) << "class " << k;
+        if (!std::isnan(w) && max_flips == 0) EXPECT_EQ(g, w) << "class " << k;
+      }
+      if (max_flips == 0) EXPECT_EQ(got[s].worst_group_accuracy, want[s].worst_group_accuracy);
+      EXPECT_NEAR(got[s].loss, want[s].loss, 1e-5 * std::fabs(want[s].loss)) << "loss";
+    }
+  }
 }
 
 }  // namespace sb::test_util

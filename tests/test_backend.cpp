@@ -1,11 +1,14 @@
 // The backend's features and saliency against the model they come from.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #include "backend.h"
 #include "convbase.h"
+#include "metrics.h"
 #include "philox.h"
 
 namespace {
@@ -82,6 +85,40 @@ TEST(Backend, SaliencyMatchesFiniteDifferencesOfTheTrueLogit) {
         ++checked;
       }
   EXPECT_GT(checked, 100);
+}
+
+// evaluate_set is evaluate_logits of predict's logits, on a copy of the inputs taken when the set was added; ids
+// count from 0 and reset() drops the sets.
+TEST(Backend, EvalSetsScoreLikePredict) {
+  Fixture f;
+  auto be = make_backend("cpu", 2);
+  be->reset(f.shape, f.S, f.params.data(), AdamConfig{});
+  const int K = f.shape.classes;
+  std::vector<float> x = f.x;
+  const int per_seed = be->add_eval_set(x.data(), f.y.data(), f.N, true);
+  const int shared = be->add_eval_set(x.data(), f.y.data(), f.N, false);
+  EXPECT_EQ(per_seed, 0);
+  EXPECT_EQ(shared, 1);
+  std::fill(x.begin(), x.end(), 0.0f);  // the backend kept its own copy
+  for (const bool ps : {true, false}) {
+    std::vector<float> logits(size_t(f.S) * f.N * K);
+    be->predict(f.x.data(), f.N, ps, logits.data());
+    std::vector<SetMetrics> got(size_t(f.S));
+    be->evaluate_set(ps ? per_seed : shared, got.data());
+    for (int s = 0; s < f.S; ++s) {
+      const SetMetrics want = evaluate_logits(logits.data() + size_t(s) * f.N * K, f.y.data(), f.N, K);
+      EXPECT_EQ(got[s].accuracy, want.accuracy);
+      EXPECT_EQ(got[s].loss, want.loss);
+      EXPECT_EQ(got[s].worst_group_accuracy, want.worst_group_accuracy);
+      ASSERT_EQ(got[s].per_group_accuracy.size(), size_t(K));
+      for (int k = 0; k < K; ++k)
+        EXPECT_TRUE(got[s].per_group_accuracy[k] == want.per_group_accuracy[k] ||
+                    (std::isnan(got[s].per_group_accuracy[k]) && std::isnan(want.per_group_accuracy[k])));
+    }
+  }
+  be->reset(f.shape, f.S, f.params.data(), AdamConfig{});
+  std::vector<SetMetrics> m(size_t(f.S));
+  EXPECT_THROW(be->evaluate_set(per_seed, m.data()), std::out_of_range);
 }
 
 TEST(Backend, SharedInputsEqualPerSeedCopies) {

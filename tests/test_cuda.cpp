@@ -515,6 +515,21 @@ TEST(CudaBackend, PredictFeaturesSaliencyMatchCpu) {
   }
 }
 
+// Periodic evaluation's scoring on the device (the fused CE kernel's counts, summed over chunks) equals the CPU's
+// scoring of its logits: the forward sums are the CPU's, so every count is exact.
+TEST(CudaBackend, EvalSetsMatchCpu) {
+  SB_SKIP_WITHOUT_CUDA();
+  const Problem pr(ConvBaseShape{25, 40, 10}, 3, 23, 1, 0);
+  for (const int chunk : {0, 7}) {  // one chunk, and ragged chunks of 7
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    CudaBackendOptions options;
+    options.eval_chunk = chunk;
+    auto gpu = cuda_backend(options);
+    expect_eval_sets_match_cpu(*gpu, pr, pr.N, 0);
+  }
+  expect_eval_set_sees_trained_params(*cuda_backend(CudaBackendOptions{}), 0);
+}
+
 TEST(CudaBackend, NamesAndErrors) {
   SB_SKIP_WITHOUT_CUDA();
   auto be = make_backend("cuda", 1);

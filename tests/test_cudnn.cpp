@@ -219,6 +219,18 @@ TEST(CudnnBackend, EvaluationAcrossChunks) {
   }
 }
 
+// Periodic evaluation's scoring on the device. cuDNN sums in its own order, so a sample at a near-tie of two logits
+// may go the other way: one per seed and set is allowed.
+TEST(CudnnBackend, EvalSetsMatchCpu) {
+  SB_SKIP_WITHOUT_CUDA();
+  const Problem pr(ConvBaseShape{25, 40, 10}, 3, 23, 1, 0);
+  for (const char* mode : kModes) {
+    SCOPED_TRACE(mode);
+    expect_eval_sets_match_cpu(*cudnn_backend(mode), pr, pr.N, 1);
+    expect_eval_set_sees_trained_params(*cudnn_backend(mode), 1);
+  }
+}
+
 // Training steps without a loss do not wait for the device; an evaluation right after them sees their parameters.
 TEST(CudnnBackend, EvaluationAfterAsynchronousSteps) {
   SB_SKIP_WITHOUT_CUDA();

@@ -30,6 +30,7 @@
 #include "cuda_handles.h"
 #include "step_inputs.h"
 #include "device_memory.h"
+#include "eval_sets.h"
 #include "gather.h"
 #include "linear.h"
 #include "nvtx.h"  // host/nvtx.h
@@ -77,6 +78,8 @@ struct PassBuffers {
   int capacity = 0;
   DeviceArray<float> x, a1, a2, a3, logits, dlogits, d3, d2, d1, dx;
   DeviceArray<int32_t> labels;
+  DeviceArray<float> loss;        // (S): a chunk's mean loss per seed (evaluate_set)
+  DeviceArray<int32_t> correct;   // (S, K): its correct counts per class
   // Training passes only (weight gradients): W floats per seed, enough for any of the three conv layers at any
   // batch up to capacity; seeds [s0, ...) use the slice from s0 * W. Allocated with the rest, before any capture.
   DeviceArray<float> wgrad_workspace;
@@ -129,6 +132,7 @@ class CudaBackend final : public Backend {
     x_train_ = DeviceArray<float>{};
     labels_train_ = DeviceArray<int32_t>{};
     loss_pinned_ = PinnedBuffer{};
+    eval_sets_.clear();
 
     shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0, N_ = 0;
     const size_t n = size_t(S) * P_;
@@ -193,21 +197,40 @@ class CudaBackend final : public Backend {
 
   void predict(const float* x, int N, bool per_seed, float* logits) override {
     const NvtxRange range("cuda:predict");
-    evaluate(Output::logits, x, nullptr, N, per_seed, logits);
+    evaluate(Output::logits, x, false, nullptr, N, per_seed, logits);
   }
 
   void features(const float* x, int N, bool per_seed, float* z) override {
     const NvtxRange range("cuda:features");
-    evaluate(Output::features, x, nullptr, N, per_seed, z);
+    evaluate(Output::features, x, false, nullptr, N, per_seed, z);
   }
 
   void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) override {
     const NvtxRange range("cuda:saliency");
-    evaluate(Output::saliency, x, labels, N, per_seed, sal);
+    evaluate(Output::saliency, x, false, labels, N, per_seed, sal);
+  }
+
+  int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
+    require_reset();
+    check_eval_set("cuda backend", x, labels, N, shape_.classes);
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    eval_sets_.push_back(gpu::upload_eval_set(x, labels, N, per_seed, S_, shape_.length, shape_.classes));
+    return int(eval_sets_.size()) - 1;
+  }
+
+  void evaluate_set(int id, SetMetrics* out) override {
+    require_reset();
+    check_eval_set_id("cuda backend", id, eval_sets_.size());
+    const NvtxRange range("cuda:evaluate_set");
+    const gpu::DeviceEvalSet& set = eval_sets_[size_t(id)];
+    gpu::EvalScores scores(S_, shape_.classes);
+    evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N, set.per_seed, nullptr, &scores);
+    scores.finish(set, out);
   }
 
  private:
-  enum class Output { logits, features, saliency };
+  // What evaluate() produces: predict's logits, features, saliency, or evaluate_set's scores.
+  enum class Output { logits, features, saliency, scores };
 
   // Pointers of one pass over seeds [s0, s0 + S) with B samples each.
   struct Pass {
@@ -400,6 +423,8 @@ class CudaBackend final : public Backend {
     buf.d1 = DeviceArray<float>(n1);
     buf.dx = DeviceArray<float>(nx);
     buf.labels = DeviceArray<int32_t>(SB);
+    buf.loss = DeviceArray<float>(size_t(S_));
+    buf.correct = DeviceArray<int32_t>(size_t(S_) * shape_.classes);
     buf.capacity = capacity;
   }
 
@@ -415,10 +440,12 @@ class CudaBackend final : public Backend {
     return std::min(int(chunk), N);
   }
 
-  void evaluate(Output what, const float* x, const int32_t* labels, int N, bool per_seed, float* out) {
+  // x on the host, or (x_on_device) an evaluation set's; labels: saliency's on the host, or the scores' on the device.
+  void evaluate(Output what, const float* x, bool x_on_device, const int32_t* labels, int N, bool per_seed, float* out,
+                gpu::EvalScores* scores = nullptr) {
     require_reset();
     if (N < 1) return;
-    if (!x || !out || (what == Output::saliency && !labels))
+    if (!x || (what == Output::scores ? !scores || !labels : !out) || (what == Output::saliency && !labels))
       throw std::invalid_argument("cuda backend: null input or output");
     const int L = shape_.length, K = shape_.classes, F = shape_.feature_dim();
     if (what == Output::saliency)
@@ -434,12 +461,12 @@ class CudaBackend final : public Backend {
     for (int r0 = 0; r0 < N; r0 += chunk) {
       const int n = std::min(chunk, N - r0);
       // x rows [r0, r0 + n) of every seed -> (S, n, L), or of the shared (N, L) -> (n, L)
+      const cudaMemcpyKind in = x_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice;
       if (per_seed)
         SB_CUDA_CHECK(cudaMemcpy2DAsync(eval_.x.data(), size_t(n) * L * fsz, x + size_t(r0) * L, size_t(N) * L * fsz,
-                                        size_t(n) * L * fsz, size_t(S_), cudaMemcpyHostToDevice, st));
+                                        size_t(n) * L * fsz, size_t(S_), in, st));
       else
-        SB_CUDA_CHECK(cudaMemcpyAsync(eval_.x.data(), x + size_t(r0) * L, size_t(n) * L * fsz,
-                                      cudaMemcpyHostToDevice, st));
+        SB_CUDA_CHECK(cudaMemcpyAsync(eval_.x.data(), x + size_t(r0) * L, size_t(n) * L * fsz, in, st));
       const Pass p = slice(eval_, 0, S_, n, eval_.x.data(), per_seed ? size_t(n) * L : 0);
       forward(p, what != Output::features, st);
       // Copies (S, n, W) on the device to rows [r0, r0 + n) of out (S, N, W).
@@ -449,6 +476,14 @@ class CudaBackend final : public Backend {
       };
       if (what == Output::logits) copy_out(p.logits, K);
       if (what == Output::features) copy_out(p.a3, F);
+      if (what == Output::scores) {
+        gpu::SoftmaxCrossEntropyArgs ce;
+        ce.S = S_, ce.B = n, ce.K = K;
+        ce.logits = p.logits, ce.labels = labels + r0, ce.label_seed_stride = 0;
+        ce.loss = eval_.loss.data(), ce.correct = eval_.correct.data();
+        gpu::softmax_cross_entropy(ce, st);
+        scores->add_chunk(eval_.loss.data(), eval_.correct.data(), n, st);
+      }
       if (what == Output::saliency) {
         SB_CUDA_CHECK(cudaMemcpyAsync(eval_.labels.data(), labels + r0, size_t(n) * sizeof(int32_t),
                                       cudaMemcpyHostToDevice, st));
@@ -480,6 +515,7 @@ class CudaBackend final : public Backend {
   PinnedBuffer loss_pinned_;                   // (S) floats: where train_loss_ lands on the host
   PassBuffers train_, eval_;
   std::vector<std::unique_ptr<SeedGroup>> groups_;
+  std::vector<gpu::DeviceEvalSet> eval_sets_;  // add_eval_set's, until the next reset
 };
 
 }  // namespace

@@ -66,6 +66,7 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include "cudnn_conv.h"
 #include "step_inputs.h"
 #include "device_memory.h"
+#include "eval_sets.h"
 #include "gather.h"
 #include "nvtx.h"  // host/nvtx.h
 #include "softmax_ce.h"
@@ -116,6 +117,8 @@ struct PassBuffers {
   DeviceArray<float> ones;          // (S, capacity) ones: the head's bias as a rank-1 GEMM, its gradient as a GEMV
                                     // (one copy per seed: cuBLAS documents that batch strides must not be zero)
   DeviceArray<int32_t> labels;      // (S, capacity) in training, (capacity) shared in saliency
+  DeviceArray<float> loss;          // (S): an evaluation chunk's mean loss per seed (evaluate_set)
+  DeviceArray<int32_t> correct;     // (S, K): its correct counts per class
 };
 
 constexpr size_t kMaxPlans = 8;   // cached batch sizes (training, evaluation chunks); more and the cache restarts
@@ -183,6 +186,7 @@ class CudnnBackend final : public Backend {
     x_train_ = DeviceArray<float>{};
     labels_train_ = DeviceArray<int32_t>{};
     inputs_ = gpu::StepInputs{};
+    eval_sets_.clear();
 
     shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0, N_ = 0;
     const size_t n = size_t(S) * P_;
@@ -239,21 +243,40 @@ class CudnnBackend final : public Backend {
 
   void predict(const float* x, int N, bool per_seed, float* logits) override {
     const NvtxRange range("cudnn:predict");
-    evaluate(Output::logits, x, nullptr, N, per_seed, logits);
+    evaluate(Output::logits, x, false, nullptr, N, per_seed, logits);
   }
 
   void features(const float* x, int N, bool per_seed, float* z) override {
     const NvtxRange range("cudnn:features");
-    evaluate(Output::features, x, nullptr, N, per_seed, z);
+    evaluate(Output::features, x, false, nullptr, N, per_seed, z);
   }
 
   void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) override {
     const NvtxRange range("cudnn:saliency");
-    evaluate(Output::saliency, x, labels, N, per_seed, sal);
+    evaluate(Output::saliency, x, false, labels, N, per_seed, sal);
+  }
+
+  int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
+    require_reset();
+    check_eval_set("cudnn backend", x, labels, N, shape_.classes);
+    SB_CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
+    eval_sets_.push_back(gpu::upload_eval_set(x, labels, N, per_seed, S_, shape_.length, shape_.classes));
+    return int(eval_sets_.size()) - 1;
+  }
+
+  void evaluate_set(int id, SetMetrics* out) override {
+    require_reset();
+    check_eval_set_id("cudnn backend", id, eval_sets_.size());
+    const NvtxRange range("cudnn:evaluate_set");
+    const gpu::DeviceEvalSet& set = eval_sets_[size_t(id)];
+    gpu::EvalScores scores(S_, shape_.classes);
+    evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N, set.per_seed, nullptr, &scores);
+    scores.finish(set, out);
   }
 
  private:
-  enum class Output { logits, features, saliency };
+  // What evaluate() produces: predict's logits, features, saliency, or evaluate_set's scores.
+  enum class Output { logits, features, saliency, scores };
 
   // ---- Parameters: (S, P) on the host, tensor-major on the device.
 
@@ -504,6 +527,10 @@ class CudnnBackend final : public Backend {
     }
     buf.ones = DeviceArray<float>(std::vector<float>(SB, 1.0f));
     buf.labels = DeviceArray<int32_t>(evaluation ? size_t(capacity) : SB);
+    if (evaluation) {
+      buf.loss = DeviceArray<float>(size_t(S_));
+      buf.correct = DeviceArray<int32_t>(size_t(S_) * s.classes);
+    }
     buf.capacity = capacity;
   }
 
@@ -518,10 +545,12 @@ class CudnnBackend final : public Backend {
     return std::min(int(chunk), N);
   }
 
-  void evaluate(Output what, const float* x, const int32_t* labels, int N, bool per_seed, float* out) {
+  // x on the host, or (x_on_device) an evaluation set's; labels: saliency's on the host, or the scores' on the device.
+  void evaluate(Output what, const float* x, bool x_on_device, const int32_t* labels, int N, bool per_seed, float* out,
+                gpu::EvalScores* scores = nullptr) {
     require_reset();
     if (N < 1) return;
-    if (!x || !out || (what == Output::saliency && !labels))
+    if (!x || (what == Output::scores ? !scores || !labels : !out) || (what == Output::saliency && !labels))
       throw std::invalid_argument("cudnn backend: null input or output");
     const int L = shape_.length, K = shape_.classes, F = shape_.feature_dim();
     if (what == Output::saliency)
@@ -536,6 +565,7 @@ class CudnnBackend final : public Backend {
     }
     cudaStream_t st = stream_->get();  // after the training steps queued on it
     const size_t fsz = sizeof(float);
+    const cudaMemcpyKind in = x_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice;
     for (int r0 = 0; r0 < N; r0 += chunk) {
       const int n = std::min(chunk, N - r0);
       const Plan& plan = plan_for(n);
@@ -544,18 +574,17 @@ class CudnnBackend final : public Backend {
       if (per_seed) {
         // x rows [r0, r0 + n) of every seed -> (S, n, L)
         SB_CUDA_CHECK(cudaMemcpy2DAsync(eval_.x.data(), size_t(n) * L * fsz, x + size_t(r0) * L, size_t(N) * L * fsz,
-                                        size_t(n) * L * fsz, size_t(S_), cudaMemcpyHostToDevice, st));
+                                        size_t(n) * L * fsz, size_t(S_), in, st));
         xc = grouped_ ? to_conv_layout(plan, eval_.x.data(), eval_.xc.data()) : eval_.x.data();
         x_seed_stride = grouped_ ? 0 : size_t(n) * L;
       } else if (!grouped_) {  // the shared (n, L) rows, read by every seed's convolution (seed stride 0)
-        SB_CUDA_CHECK(
-            cudaMemcpyAsync(eval_.x.data(), x + size_t(r0) * L, size_t(n) * L * fsz, cudaMemcpyHostToDevice, st));
+        SB_CUDA_CHECK(cudaMemcpyAsync(eval_.x.data(), x + size_t(r0) * L, size_t(n) * L * fsz, in, st));
         xc = eval_.x.data();
       } else {  // grouped, shared: xc (n, S, L) holds each row S times
         float* xg = eval_.xc.data();
         const size_t pitch = size_t(S_) * L * fsz;
         SB_CUDA_CHECK(cudaMemcpy2DAsync(xg, pitch, x + size_t(r0) * L, size_t(L) * fsz, size_t(L) * fsz, size_t(n),
-                                        cudaMemcpyHostToDevice, st));  // seed 0's slot of every row
+                                        in, st));  // seed 0's slot of every row
         for (int k = 1; k < S_; k *= 2)  // seeds [0, k) are filled: copy them to [k, k + m), log2(S) copies
           SB_CUDA_CHECK(cudaMemcpy2DAsync(xg + size_t(k) * L, pitch, xg, pitch, size_t(std::min(k, S_ - k)) * L * fsz,
                                           size_t(n), cudaMemcpyDeviceToDevice, st));
@@ -569,6 +598,14 @@ class CudnnBackend final : public Backend {
                                         size_t(n) * W * fsz, size_t(S_), cudaMemcpyDeviceToHost, st));
       };
       if (what == Output::logits) copy_out(p.logits, K);
+      if (what == Output::scores) {  // the fused CE kernel scores the (S, n, K) logits the head wrote
+        gpu::SoftmaxCrossEntropyArgs ce;
+        ce.S = S_, ce.B = n, ce.K = K;
+        ce.logits = p.logits, ce.labels = labels + r0, ce.label_seed_stride = 0;
+        ce.loss = eval_.loss.data(), ce.correct = eval_.correct.data();
+        gpu::softmax_cross_entropy(ce, st);
+        scores->add_chunk(eval_.loss.data(), eval_.correct.data(), n, st);
+      }
       if (what == Output::features) {
         const float* z = p.a[2];
         if (grouped_) {  // (n, S, F) -> (S, n, F)
@@ -625,6 +662,7 @@ class CudnnBackend final : public Backend {
   DeviceArray<unsigned char> workspace_;  // cuDNN's, the largest any plan needs
   std::vector<std::unique_ptr<Plan> > plans_;
   PassBuffers train_, eval_;
+  std::vector<gpu::DeviceEvalSet> eval_sets_;  // add_eval_set's, until the next reset
 };
 
 }  // namespace

@@ -1,0 +1,68 @@
+// Evaluation sets on the device (Backend::add_eval_set) for both CUDA backends, and the sum of the fused
+// cross-entropy kernel's per-chunk scores (each seed's mean loss and per-class correct counts) into SetMetrics.
+// Periodic evaluation then moves S * (K + 1) numbers per chunk back instead of inputs in and logits out.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "cuda_check.h"
+#include "device_memory.h"
+#include "metrics.h"
+
+namespace sb::gpu {
+
+struct DeviceEvalSet {
+  DeviceArray<float> x;         // (S, N, L) per seed, or (N, L) shared
+  DeviceArray<int32_t> labels;  // (N)
+  std::vector<int64_t> total;   // (K): samples of each class
+  int N = 0;
+  bool per_seed = false;
+};
+
+// The set's copy on the device; the arguments are checked (check_eval_set) by the caller.
+inline DeviceEvalSet upload_eval_set(const float* x, const int32_t* labels, int N, bool per_seed, int S, int L,
+                                     int K) {
+  DeviceEvalSet set;
+  const size_t nx = (per_seed ? size_t(S) : 1) * N * L;
+  set.x = DeviceArray<float>(nx);
+  set.labels = DeviceArray<int32_t>(size_t(N));
+  copy_to_device(set.x.data(), x, nx * sizeof(float));
+  copy_to_device(set.labels.data(), labels, size_t(N) * sizeof(int32_t));
+  set.total.assign(size_t(K), 0);
+  for (int i = 0; i < N; ++i) ++set.total[size_t(labels[i])];
+  set.N = N, set.per_seed = per_seed;
+  return set;
+}
+
+// Scores of one set, summed over its chunks in order (so the same on every run).
+class EvalScores {
+ public:
+  EvalScores(int S, int K) : S_(S), K_(K), loss_sum_(size_t(S), 0.0), correct_(size_t(S) * K, 0) {}
+
+  // After the CE kernel wrote a chunk of n samples' scores (loss (S) means, correct (S, K)) on `stream`: waits for
+  // them and adds them.
+  void add_chunk(const float* loss, const int32_t* correct, int n, cudaStream_t stream) {
+    std::vector<float> l(static_cast<size_t>(S_));
+    std::vector<int32_t> c(static_cast<size_t>(S_) * K_);
+    SB_CUDA_CHECK(cudaMemcpyAsync(l.data(), loss, l.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    SB_CUDA_CHECK(cudaMemcpyAsync(c.data(), correct, c.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+    SB_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int s = 0; s < S_; ++s) loss_sum_[size_t(s)] += double(l[size_t(s)]) * n;
+    for (size_t i = 0; i < c.size(); ++i) correct_[i] += c[i];
+  }
+
+  void finish(const DeviceEvalSet& set, SetMetrics* out) const {
+    for (int s = 0; s < S_; ++s)
+      out[s] = metrics_from_counts(correct_.data() + size_t(s) * K_, set.total.data(), K_, set.N,
+                                   loss_sum_[size_t(s)]);
+  }
+
+ private:
+  int S_, K_;
+  std::vector<double> loss_sum_;
+  std::vector<int64_t> correct_;
+};
+
+}  // namespace sb::gpu
