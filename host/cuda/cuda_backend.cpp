@@ -29,6 +29,7 @@
 #include "cuda_check.h"
 #include "cuda_handles.h"
 #include "step_inputs.h"
+#include "device_backend.h"
 #include "device_memory.h"
 #include "eval_sets.h"
 #include "gather.h"
@@ -86,65 +87,31 @@ struct PassBuffers {
   size_t wgrad_workspace_per_seed = 0;
 };
 
-int cuda_device_or_throw() {
-  int n = 0;
-  const cudaError_t err = cudaGetDeviceCount(&n);
-  if (err != cudaSuccess || n == 0) {
-    cudaGetLastError();
-    throw std::runtime_error("backend 'cuda' needs a CUDA device, and none is usable on this machine");
-  }
-  int device = 0;
-  SB_CUDA_CHECK(cudaGetDevice(&device));
-  return device;
-}
-
-class CudaBackend final : public Backend {
+class CudaBackend final : public gpu::DeviceBackend {
  public:
-  CudaBackend(int threads, const CudaBackendOptions& options)
-      : threads_(threads > 0 ? threads : std::max(1, omp_get_num_procs())), options_(options) {
+  CudaBackend(int threads, const CudaBackendOptions& options) : DeviceBackend("cuda", threads), options_(options) {
     if (options_.streams < 1) throw std::invalid_argument("cuda backend: streams must be positive");
     if (options_.eval_chunk < 0) throw std::invalid_argument("cuda backend: eval_chunk must not be negative");
-    const int device = cuda_device_or_throw();
-    cudaDeviceProp prop{};
-    SB_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-    device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
   }
 
   ~CudaBackend() override { cudaDeviceSynchronize(); }  // no buffer is freed under a running kernel
 
-  std::string name() const override { return "cuda"; }
   std::string device() const override {
     const int g = groups_.empty() ? (options_.stream_per_seed ? -1 : options_.streams) : int(groups_.size());
     const std::string streams = g < 0 ? "a stream per seed" : std::to_string(g) + (g == 1 ? " stream" : " streams");
     return device_name_ + ", " + streams + (options_.graphs ? ", CUDA graphs" : "");
   }
-  int threads() const override { return threads_; }
 
   void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
-    if (S < 1) throw std::invalid_argument("cuda backend: the number of seeds must be positive");
     if (S > 65535) throw std::invalid_argument("cuda backend: at most 65535 seeds (one grid dimension)");
-    if (!params) throw std::invalid_argument("cuda backend: null parameters");
-    ConvBaseWorkspace check(shape, 1);  // validates the shape with the CPU's message
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     groups_.clear();
     train_ = PassBuffers{};
     eval_ = PassBuffers{};
-    x_train_ = DeviceArray<float>{};
-    labels_train_ = DeviceArray<int32_t>{};
-    loss_pinned_ = PinnedBuffer{};
-    eval_sets_.clear();
-
-    shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0, N_ = 0;
+    begin_reset(shape, S, params, adam);
     const size_t n = size_t(S) * P_;
     params_ = DeviceArray<float>(n);
-    grads_ = DeviceArray<float>(n);
-    m_ = DeviceArray<float>(n);
-    v_ = DeviceArray<float>(n);
     gpu::copy_to_device(params_.data(), params, n * sizeof(float));
-    gpu::fill_device_bytes(m_.data(), 0, n * sizeof(float));
-    gpu::fill_device_bytes(v_.data(), 0, n * sizeof(float));
-    train_loss_ = DeviceArray<float>(size_t(S));
-    loss_pinned_ = PinnedBuffer(size_t(S) * sizeof(float));
 
     const int G = options_.stream_per_seed ? S : std::min(options_.streams, S);
     for (int g = 0; g < G; ++g) {
@@ -158,19 +125,6 @@ class CudaBackend final : public Backend {
   void get_params(float* params) const override {
     require_reset();
     gpu::copy_to_host(params, params_.data(), size_t(S_) * P_ * sizeof(float));  // waits for every stream
-  }
-
-  void set_train_data(const float* x, const int32_t* labels, int N) override {
-    require_reset();
-    check_train_data("cuda backend", x, labels, N, shape_.classes);
-    SB_CUDA_CHECK(cudaDeviceSynchronize());
-    invalidate_graphs();  // they hold the old buffers and N
-    const size_t nx = size_t(S_) * N * shape_.length;
-    x_train_ = DeviceArray<float>(nx);
-    labels_train_ = DeviceArray<int32_t>(size_t(N));
-    gpu::copy_to_device(x_train_.data(), x, nx * sizeof(float));
-    gpu::copy_to_device(labels_train_.data(), labels, size_t(N) * sizeof(int32_t));
-    N_ = N;
   }
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
@@ -195,42 +149,6 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void predict(const float* x, int N, bool per_seed, float* logits) override {
-    const NvtxRange range("cuda:predict");
-    evaluate(Output::logits, x, false, nullptr, N, per_seed, logits);
-  }
-
-  void features(const float* x, int N, bool per_seed, float* z) override {
-    const NvtxRange range("cuda:features");
-    evaluate(Output::features, x, false, nullptr, N, per_seed, z);
-  }
-
-  void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) override {
-    const NvtxRange range("cuda:saliency");
-    evaluate(Output::saliency, x, false, labels, N, per_seed, sal);
-  }
-
-  int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
-    require_reset();
-    check_eval_set("cuda backend", x, labels, N, shape_.classes);
-    SB_CUDA_CHECK(cudaDeviceSynchronize());
-    eval_sets_.push_back(gpu::upload_eval_set(x, labels, N, per_seed, S_, shape_.length, shape_.classes));
-    return int(eval_sets_.size()) - 1;
-  }
-
-  void evaluate_set(int id, SetMetrics* out) override {
-    require_reset();
-    check_eval_set_id("cuda backend", id, eval_sets_.size());
-    const NvtxRange range("cuda:evaluate_set");
-    const gpu::DeviceEvalSet& set = eval_sets_[size_t(id)];
-    gpu::EvalScores scores(S_, shape_.classes);
-    evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N, set.per_seed, nullptr, &scores);
-    scores.finish(set, out);
-  }
-
- private:
-  // What evaluate() produces: predict's logits, features, saliency, or evaluate_set's scores.
-  enum class Output { logits, features, saliency, scores };
 
   // Pointers of one pass over seeds [s0, s0 + S) with B samples each.
   struct Pass {
@@ -317,7 +235,6 @@ class CudaBackend final : public Backend {
   // ---- Training
 
   float* train_loss(const SeedGroup& g) { return train_loss_.data() + g.s0; }
-  float* loss_pinned() const { return reinterpret_cast<float*>(loss_pinned_.data()); }
 
   // Every launch of one group's training step, on its stream; nothing else (it is what a graph captures).
   void enqueue_step(const SeedGroup& g, int B) {
@@ -440,19 +357,9 @@ class CudaBackend final : public Backend {
     return std::min(int(chunk), N);
   }
 
-  // x on the host, or (x_on_device) an evaluation set's; labels: saliency's on the host, or the scores' on the device.
   void evaluate(Output what, const float* x, bool x_on_device, const int32_t* labels, int N, bool per_seed, float* out,
-                gpu::EvalScores* scores = nullptr) {
-    require_reset();
-    if (N < 1) return;
-    if (!x || (what == Output::scores ? !scores || !labels : !out) || (what == Output::saliency && !labels))
-      throw std::invalid_argument("cuda backend: null input or output");
+                gpu::EvalScores* scores) override {
     const int L = shape_.length, K = shape_.classes, F = shape_.feature_dim();
-    if (what == Output::saliency)
-      for (int i = 0; i < N; ++i)
-        if (labels[i] < 0 || labels[i] >= K)
-          throw std::invalid_argument("cuda backend: saliency label " + std::to_string(labels[i]) + " outside [0, " +
-                                      std::to_string(K) + ")");
     SB_CUDA_CHECK(cudaDeviceSynchronize());  // training steps still running on the group streams
     const int chunk = eval_chunk(N);
     if (eval_.capacity < chunk) allocate_pass(eval_, chunk);
@@ -476,14 +383,8 @@ class CudaBackend final : public Backend {
       };
       if (what == Output::logits) copy_out(p.logits, K);
       if (what == Output::features) copy_out(p.a3, F);
-      if (what == Output::scores) {
-        gpu::SoftmaxCrossEntropyArgs ce;
-        ce.S = S_, ce.B = n, ce.K = K;
-        ce.logits = p.logits, ce.labels = labels + r0, ce.label_seed_stride = 0;
-        ce.loss = eval_.loss.data(), ce.correct = eval_.correct.data();
-        gpu::softmax_cross_entropy(ce, st);
-        scores->add_chunk(eval_.loss.data(), eval_.correct.data(), n, st);
-      }
+      if (what == Output::scores)
+        scores->score_chunk(p.logits, labels + r0, n, eval_.loss.data(), eval_.correct.data(), st);
       if (what == Output::saliency) {
         SB_CUDA_CHECK(cudaMemcpyAsync(eval_.labels.data(), labels + r0, size_t(n) * sizeof(int32_t),
                                       cudaMemcpyHostToDevice, st));
@@ -497,25 +398,10 @@ class CudaBackend final : public Backend {
     SB_CUDA_CHECK(cudaStreamSynchronize(st));
   }
 
-  void require_reset() const {
-    if (S_ == 0) throw std::logic_error("cuda backend: reset() must come first");
-  }
-
-  int threads_;
+  // Besides DeviceBackend's state (params_, grads_, m_, v_ are (S, P) here):
   CudaBackendOptions options_;
-  std::string device_name_;
-  ConvBaseShape shape_;
-  int S_ = 0, N_ = 0, step_ = 0;
-  size_t P_ = 0;
-  AdamConfig adam_;
-  DeviceArray<float> params_, grads_, m_, v_;  // (S, P) each
-  DeviceArray<float> x_train_;                 // (S, N, L)
-  DeviceArray<int32_t> labels_train_;          // (N)
-  DeviceArray<float> train_loss_;              // (S): each seed's mean batch loss of the last step
-  PinnedBuffer loss_pinned_;                   // (S) floats: where train_loss_ lands on the host
   PassBuffers train_, eval_;
   std::vector<std::unique_ptr<SeedGroup>> groups_;
-  std::vector<gpu::DeviceEvalSet> eval_sets_;  // add_eval_set's, until the next reset
 };
 
 }  // namespace

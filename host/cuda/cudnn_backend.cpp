@@ -65,6 +65,7 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include "cuda_handles.h"
 #include "cudnn_conv.h"
 #include "step_inputs.h"
+#include "device_backend.h"
 #include "device_memory.h"
 #include "eval_sets.h"
 #include "gather.h"
@@ -123,36 +124,24 @@ struct PassBuffers {
 
 constexpr size_t kMaxPlans = 8;   // cached batch sizes (training, evaluation chunks); more and the cache restarts
 
-int cuda_device_or_throw() {
-  int n = 0;
-  const cudaError_t err = cudaGetDeviceCount(&n);
-  if (err != cudaSuccess || n == 0) {
-    cudaGetLastError();
-    throw std::runtime_error("backend 'cudnn' needs a CUDA device, and none is usable on this machine");
-  }
-  int device = 0;
-  SB_CUDA_CHECK(cudaGetDevice(&device));
-  return device;
-}
-
 std::string cudnn_version_string() {
   const size_t v = cudnnGetVersion();  // major*10000 + minor*100 + patch since cuDNN 9, major*1000 + ... before
   const size_t major = v >= 90000 ? v / 10000 : v / 1000, minor = (v >= 90000 ? v % 10000 : v % 1000) / 100;
   return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(v % 100);
 }
 
-class CudnnBackend final : public Backend {
+// The convolution mode, checked before anything looks for a device.
+bool grouped_mode(const BackendOptions& options) {
+  if (options.cudnn_conv != "grouped" && options.cudnn_conv != "per-seed")
+    throw std::invalid_argument("cudnn backend: convolution mode '" + options.cudnn_conv +
+                                "' (known: grouped, per-seed)");
+  return options.cudnn_conv == "grouped";
+}
+
+class CudnnBackend final : public gpu::DeviceBackend {
  public:
-  explicit CudnnBackend(const BackendOptions& options)
-      : threads_(options.threads > 0 ? options.threads : std::max(1, omp_get_num_procs())) {
-    if (options.cudnn_conv != "grouped" && options.cudnn_conv != "per-seed")
-      throw std::invalid_argument("cudnn backend: convolution mode '" + options.cudnn_conv +
-                                  "' (known: grouped, per-seed)");
-    grouped_ = options.cudnn_conv == "grouped";
-    const int device = cuda_device_or_throw();
-    cudaDeviceProp prop{};
-    SB_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-    device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+  CudnnBackend(const BackendOptions& options, bool grouped)
+      : DeviceBackend("cudnn", options.threads), grouped_(grouped) {
     stream_ = std::make_unique<StreamHandle>();
     cudnn_ = std::make_unique<CudnnHandle>();
     cublas_ = std::make_unique<CublasHandle>();
@@ -169,55 +158,26 @@ class CudnnBackend final : public Backend {
 
   ~CudnnBackend() override { cudaDeviceSynchronize(); }  // no buffer is freed under a running kernel
 
-  std::string name() const override { return "cudnn"; }
   std::string device() const override {
     return device_name_ + ", cuDNN " + cudnn_version_string() + (grouped_ ? " grouped conv" : " per-seed conv");
   }
-  int threads() const override { return threads_; }
 
   void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
-    if (S < 1) throw std::invalid_argument("cudnn backend: the number of seeds must be positive");
-    if (!params) throw std::invalid_argument("cudnn backend: null parameters");
-    ConvBaseWorkspace check(shape, 1);  // validates the shape with the CPU's message
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     plans_.clear();
     train_ = PassBuffers{};
     eval_ = PassBuffers{};
-    x_train_ = DeviceArray<float>{};
-    labels_train_ = DeviceArray<int32_t>{};
     inputs_ = gpu::StepInputs{};
-    eval_sets_.clear();
-
-    shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0, N_ = 0;
-    const size_t n = size_t(S) * P_;
-    std::vector<float> tensor_major(n);
+    begin_reset(shape, S, params, adam);
+    std::vector<float> tensor_major(size_t(S) * P_);
     to_tensor_major(params, tensor_major.data());
     params_ = DeviceArray<float>(tensor_major);
-    grads_ = DeviceArray<float>(n);
-    m_ = DeviceArray<float>(n);
-    v_ = DeviceArray<float>(n);
-    gpu::fill_device_bytes(m_.data(), 0, n * sizeof(float));
-    gpu::fill_device_bytes(v_.data(), 0, n * sizeof(float));
-    train_loss_ = DeviceArray<float>(size_t(S));
-    loss_pinned_ = PinnedBuffer(size_t(S) * sizeof(float));
   }
 
   void get_params(float* params) const override {
     require_reset();
     const std::vector<float> tensor_major = params_.download();  // waits for the stream
     to_seed_major(tensor_major.data(), params);
-  }
-
-  void set_train_data(const float* x, const int32_t* labels, int N) override {
-    require_reset();
-    check_train_data("cudnn backend", x, labels, N, shape_.classes);
-    SB_CUDA_CHECK(cudaDeviceSynchronize());
-    const size_t nx = size_t(S_) * N * shape_.length;
-    x_train_ = DeviceArray<float>(nx);
-    labels_train_ = DeviceArray<int32_t>(size_t(N));
-    gpu::copy_to_device(x_train_.data(), x, nx * sizeof(float));
-    gpu::copy_to_device(labels_train_.data(), labels, size_t(N) * sizeof(int32_t));
-    N_ = N;
   }
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
@@ -241,42 +201,7 @@ class CudnnBackend final : public Backend {
     }
   }
 
-  void predict(const float* x, int N, bool per_seed, float* logits) override {
-    const NvtxRange range("cudnn:predict");
-    evaluate(Output::logits, x, false, nullptr, N, per_seed, logits);
-  }
-
-  void features(const float* x, int N, bool per_seed, float* z) override {
-    const NvtxRange range("cudnn:features");
-    evaluate(Output::features, x, false, nullptr, N, per_seed, z);
-  }
-
-  void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) override {
-    const NvtxRange range("cudnn:saliency");
-    evaluate(Output::saliency, x, false, labels, N, per_seed, sal);
-  }
-
-  int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
-    require_reset();
-    check_eval_set("cudnn backend", x, labels, N, shape_.classes);
-    SB_CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
-    eval_sets_.push_back(gpu::upload_eval_set(x, labels, N, per_seed, S_, shape_.length, shape_.classes));
-    return int(eval_sets_.size()) - 1;
-  }
-
-  void evaluate_set(int id, SetMetrics* out) override {
-    require_reset();
-    check_eval_set_id("cudnn backend", id, eval_sets_.size());
-    const NvtxRange range("cudnn:evaluate_set");
-    const gpu::DeviceEvalSet& set = eval_sets_[size_t(id)];
-    gpu::EvalScores scores(S_, shape_.classes);
-    evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N, set.per_seed, nullptr, &scores);
-    scores.finish(set, out);
-  }
-
  private:
-  // What evaluate() produces: predict's logits, features, saliency, or evaluate_set's scores.
-  enum class Output { logits, features, saliency, scores };
 
   // ---- Parameters: (S, P) on the host, tensor-major on the device.
 
@@ -467,7 +392,6 @@ class CudnnBackend final : public Backend {
 
   // ---- Training
 
-  float* loss_pinned() const { return reinterpret_cast<float*>(loss_pinned_.data()); }
 
   // Every launch of one training step, on the stream, after the step input's copy.
   void enqueue_step(const Plan& plan, int B) {
@@ -545,19 +469,9 @@ class CudnnBackend final : public Backend {
     return std::min(int(chunk), N);
   }
 
-  // x on the host, or (x_on_device) an evaluation set's; labels: saliency's on the host, or the scores' on the device.
   void evaluate(Output what, const float* x, bool x_on_device, const int32_t* labels, int N, bool per_seed, float* out,
-                gpu::EvalScores* scores = nullptr) {
-    require_reset();
-    if (N < 1) return;
-    if (!x || (what == Output::scores ? !scores || !labels : !out) || (what == Output::saliency && !labels))
-      throw std::invalid_argument("cudnn backend: null input or output");
+                gpu::EvalScores* scores) override {
     const int L = shape_.length, K = shape_.classes, F = shape_.feature_dim();
-    if (what == Output::saliency)
-      for (int i = 0; i < N; ++i)
-        if (labels[i] < 0 || labels[i] >= K)
-          throw std::invalid_argument("cudnn backend: saliency label " + std::to_string(labels[i]) + " outside [0, " +
-                                      std::to_string(K) + ")");
     const int chunk = eval_chunk(N);
     if (eval_.capacity < chunk) {
       SB_CUDA_CHECK(cudaStreamSynchronize(stream_->get()));
@@ -598,14 +512,8 @@ class CudnnBackend final : public Backend {
                                         size_t(n) * W * fsz, size_t(S_), cudaMemcpyDeviceToHost, st));
       };
       if (what == Output::logits) copy_out(p.logits, K);
-      if (what == Output::scores) {  // the fused CE kernel scores the (S, n, K) logits the head wrote
-        gpu::SoftmaxCrossEntropyArgs ce;
-        ce.S = S_, ce.B = n, ce.K = K;
-        ce.logits = p.logits, ce.labels = labels + r0, ce.label_seed_stride = 0;
-        ce.loss = eval_.loss.data(), ce.correct = eval_.correct.data();
-        gpu::softmax_cross_entropy(ce, st);
-        scores->add_chunk(eval_.loss.data(), eval_.correct.data(), n, st);
-      }
+      if (what == Output::scores)  // the (S, n, K) logits the head wrote
+        scores->score_chunk(p.logits, labels + r0, n, eval_.loss.data(), eval_.correct.data(), st);
       if (what == Output::features) {
         const float* z = p.a[2];
         if (grouped_) {  // (n, S, F) -> (S, n, F)
@@ -636,39 +544,25 @@ class CudnnBackend final : public Backend {
     SB_CUDA_CHECK(cudaStreamSynchronize(st));
   }
 
-  void require_reset() const {
-    if (S_ == 0) throw std::logic_error("cudnn backend: reset() must come first");
-  }
-
-  int threads_;
-  bool grouped_ = true;
-  std::string device_name_;
+  // Besides DeviceBackend's state (params_, grads_, m_, v_ tensor-major here):
+  const bool grouped_;
   // Declared before everything that uses them, so destroyed after.
   std::unique_ptr<StreamHandle> stream_;
   std::unique_ptr<CudnnHandle> cudnn_;
   std::unique_ptr<CublasHandle> cublas_;
   std::unique_ptr<ActivationDesc> relu_;
   std::unique_ptr<OpTensorDesc> max_;
-  ConvBaseShape shape_;
-  int S_ = 0, N_ = 0, step_ = 0;
-  size_t P_ = 0;
-  AdamConfig adam_;
-  DeviceArray<float> params_, grads_, m_, v_;  // (S * P) each, tensor-major
-  DeviceArray<float> x_train_;                 // (S, N, L)
-  DeviceArray<int32_t> labels_train_;          // (N)
-  DeviceArray<float> train_loss_;              // (S): each seed's mean batch loss of the last step
-  PinnedBuffer loss_pinned_;                   // (S) floats: where train_loss_ lands on the host
   gpu::StepInputs inputs_;                    // Adam scalars and batch rows (S, B_capacity)
   DeviceArray<unsigned char> workspace_;  // cuDNN's, the largest any plan needs
   std::vector<std::unique_ptr<Plan> > plans_;
   PassBuffers train_, eval_;
-  std::vector<gpu::DeviceEvalSet> eval_sets_;  // add_eval_set's, until the next reset
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions& options) {
-  return std::make_unique<CudnnBackend>(options);
+  const bool grouped = grouped_mode(options);
+  return std::make_unique<CudnnBackend>(options, grouped);
 }
 
 }  // namespace sb

@@ -10,6 +10,7 @@
 #include "cuda_check.h"
 #include "device_memory.h"
 #include "metrics.h"
+#include "softmax_ce.h"
 
 namespace sb::gpu {
 
@@ -51,6 +52,18 @@ class EvalScores {
     SB_CUDA_CHECK(cudaStreamSynchronize(stream));
     for (int s = 0; s < S_; ++s) loss_sum_[size_t(s)] += double(l[size_t(s)]) * n;
     for (size_t i = 0; i < c.size(); ++i) correct_[i] += c[i];
+  }
+
+  // Scores a chunk of n samples: logits (S, n, K) against labels (n, device, shared by the seeds) with the fused CE
+  // kernel into loss (S) and correct (S, K) (device scratch), then adds them.
+  void score_chunk(const float* logits, const int32_t* labels, int n, float* loss, int32_t* correct,
+                   cudaStream_t stream) {
+    SoftmaxCrossEntropyArgs ce;
+    ce.S = S_, ce.B = n, ce.K = K_;
+    ce.logits = logits, ce.labels = labels, ce.label_seed_stride = 0;
+    ce.loss = loss, ce.correct = correct;
+    softmax_cross_entropy(ce, stream);
+    add_chunk(loss, correct, n, stream);
   }
 
   void finish(const DeviceEvalSet& set, SetMetrics* out) const {
