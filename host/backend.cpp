@@ -27,13 +27,23 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOpti
   throw std::runtime_error("unknown backend '" + name + "' (known: cpu, cuda, cudnn)");
 }
 
-void check_train_data(const std::string& who, const float* x, const int32_t* labels, int N, int classes) {
-  if (N < 1) throw std::invalid_argument(who + ": the training set is empty");
-  if (!x || !labels) throw std::invalid_argument(who + ": null training data");
+namespace {
+
+// N >= 1 samples, non-null, labels in [0, classes); `what` names the data in the message ("training").
+void check_labeled(const std::string& who, const std::string& what, const float* x, const int32_t* labels, int N,
+                   int classes) {
+  if (N < 1) throw std::invalid_argument(who + ": the " + what + " set is empty");
+  if (!x || !labels) throw std::invalid_argument(who + ": null " + what + " data");
   for (int i = 0; i < N; ++i)
     if (labels[i] < 0 || labels[i] >= classes)
-      throw std::invalid_argument(who + ": training label " + std::to_string(labels[i]) + " outside [0, " +
+      throw std::invalid_argument(who + ": " + what + " label " + std::to_string(labels[i]) + " outside [0, " +
                                   std::to_string(classes) + ")");
+}
+
+}  // namespace
+
+void check_train_data(const std::string& who, const float* x, const int32_t* labels, int N, int classes) {
+  check_labeled(who, "training", x, labels, N, classes);
 }
 
 void check_train_step(const std::string& who, const int32_t* batch_index, int S, int B, int N) {
@@ -49,12 +59,7 @@ void check_train_step(const std::string& who, const int32_t* batch_index, int S,
 }
 
 void check_eval_set(const std::string& who, const float* x, const int32_t* labels, int N, int classes) {
-  if (N < 1) throw std::invalid_argument(who + ": the evaluation set is empty");
-  if (!x || !labels) throw std::invalid_argument(who + ": null evaluation data");
-  for (int i = 0; i < N; ++i)
-    if (labels[i] < 0 || labels[i] >= classes)
-      throw std::invalid_argument(who + ": evaluation label " + std::to_string(labels[i]) + " outside [0, " +
-                                  std::to_string(classes) + ")");
+  check_labeled(who, "evaluation", x, labels, N, classes);
 }
 
 void check_eval_set_id(const std::string& who, int id, size_t sets) {

@@ -248,7 +248,63 @@ Footprint output_footprint(const void* p, const cudnnTensorStruct& t, const char
   return f;
 }
 
+// The checks of one convolution call (forward, backward data or filter), in the order cuDNN would meet them:
+// shapes, algorithm, device memory of x (input), w (filter) and y (output of the forward pass), the written one
+// sharing no element with the other two, and the workspace (filled with NaN).
+enum class ConvOut { y, dx, dw };
+template <class Algo>
+cudnnStatus_t check_conv_call(const char* call, const AlgoOffer<Algo> (&offers)[2], Algo algo,
+                              const cudnnTensorStruct& xd, const void* x, const cudnnFilterStruct& wd, const void* w,
+                              const cudnnConvolutionStruct& cv, const cudnnTensorStruct& yd, const void* y, ConvOut out,
+                              void* ws, size_t ws_bytes) {
+  if (const cudnnStatus_t s = check_conv(xd, wd, cv, yd)) return s;
+  if (!offered(offers, algo)) return CUDNN_STATUS_NOT_SUPPORTED;
+  require_device(x, xd.extent(), call, "x");
+  require_device(w, wd.count(), call, "w");
+  require_device(y, yd.extent(), call, "y");
+  const Footprint fx = footprint(x, xd), fw = contiguous(w, wd.count()), fy = footprint(y, yd);
+  const Footprint& written = out == ConvOut::y ? fy : out == ConvOut::dx ? fx : fw;
+  if (self_overlap(written)) die(call, "the output's strides put two elements in one place");
+  for (const Footprint* read : {&fx, &fw, &fy})
+    if (read != &written && overlap(written, *read)) die(call, "the output overlaps an input");
+  const long long out_elements = out == ConvOut::y ? yd.count() : out == ConvOut::dx ? xd.count() : wd.count();
+  return use_workspace(ws, ws_bytes, out_elements, call);
+}
+
 float scalar(const void* p) { return *static_cast<const float*>(p); }
+
+// One convolution pass on the handle's stream: every product x * w of the forward pass lands, summed in double, in
+// the output `out` names (y: forward; dx: x's gradient from y's, dy; dw: w's gradient), which then gets
+// alpha * sum + beta * itself. x, w and y as in the forward pass (for dx, x is dx and y is dy).
+void enqueue_conv(cudnnHandle_t h, ConvOut out, const void* alpha, const void* beta, const cudnnTensorStruct& X,
+                  const void* x, const cudnnFilterStruct& W, const void* w, const cudnnConvolutionStruct& CV,
+                  const cudnnTensorStruct& Y, const void* y) {
+  const float a = scalar(alpha), b = scalar(beta);
+  const float* xp = static_cast<const float*>(x);
+  const float* wp = static_cast<const float*>(w);
+  const float* yp = static_cast<const float*>(y);
+  float* dst = const_cast<float*>(out == ConvOut::y ? yp : out == ConvOut::dx ? xp : wp);
+  emu_enqueue(h->stream, [=]() {
+    // Logical (packed NCHW) index of a tensor element; the filter is packed already.
+    auto packed = [](const cudnnTensorStruct& t, int n, int c, int hh, int ww) {
+      return ((size_t(n) * t.c + c) * t.h + hh) * t.w + ww;
+    };
+    std::vector<double> acc(size_t(out == ConvOut::y ? Y.count() : out == ConvOut::dx ? X.count() : W.count()), 0.0);
+    for_each_product(X, W, CV, Y, [&](int n, int k, int oh, int ow, int ci, int ih, int iw, long long wi) {
+      switch (out) {
+        case ConvOut::y: acc[packed(Y, n, k, oh, ow)] += double(xp[X.at(n, ci, ih, iw)]) * wp[wi]; break;
+        case ConvOut::dx: acc[packed(X, n, ci, ih, iw)] += double(yp[Y.at(n, k, oh, ow)]) * wp[wi]; break;
+        case ConvOut::dw: acc[size_t(wi)] += double(xp[X.at(n, ci, ih, iw)]) * yp[Y.at(n, k, oh, ow)]; break;
+      }
+    });
+    if (out == ConvOut::dw) {
+      for (size_t i = 0; i < acc.size(); ++i) store(dst + i, acc[i], a, b);
+      return;
+    }
+    const cudnnTensorStruct& T = out == ConvOut::y ? Y : X;
+    for_each(T, [&](int n, int c, int hh, int ww) { store(dst + T.at(n, c, hh, ww), acc[packed(T, n, c, hh, ww)], a, b); });
+  });
+}
 
 }  // namespace
 
@@ -401,30 +457,10 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnT
                                       cudnnFilterDescriptor_t wd, const void* w, cudnnConvolutionDescriptor_t cvd,
                                       cudnnConvolutionFwdAlgo_t algo, void* ws, size_t ws_bytes, const void* beta,
                                       cudnnTensorDescriptor_t yd, void* y) {
-  const char* call = "cudnnConvolutionForward";
-  if (const cudnnStatus_t s = check_conv(*xd, *wd, *cvd, *yd)) return s;
-  if (!offered(kFwd, algo)) return CUDNN_STATUS_NOT_SUPPORTED;
-  require_device(x, xd->extent(), call, "x");
-  require_device(w, wd->count(), call, "w");
-  require_device(y, yd->extent(), call, "y");
-  const Footprint fy = output_footprint(y, *yd, call);
-  if (overlap(fy, footprint(x, *xd)) || overlap(fy, contiguous(w, wd->count()))) die(call, "y overlaps an input");
-  if (const cudnnStatus_t s = use_workspace(ws, ws_bytes, yd->count(), call)) return s;
-  const cudnnTensorStruct X = *xd, Y = *yd;
-  const cudnnFilterStruct W = *wd;
-  const cudnnConvolutionStruct CV = *cvd;
-  const float a = scalar(alpha), b = scalar(beta);
-  const float* xp = static_cast<const float*>(x);
-  const float* wp = static_cast<const float*>(w);
-  float* yp = static_cast<float*>(y);
-  emu_enqueue(h->stream, [=]() {
-    std::vector<double> acc(size_t(Y.count()), 0.0);
-    auto idx = [&](int n, int k, int oh, int ow) { return ((size_t(n) * Y.c + k) * Y.h + oh) * Y.w + ow; };
-    for_each_product(X, W, CV, Y, [&](int n, int k, int oh, int ow, int ci, int ih, int iw, long long wi) {
-      acc[idx(n, k, oh, ow)] += double(xp[X.at(n, ci, ih, iw)]) * wp[wi];
-    });
-    for_each(Y, [&](int n, int k, int oh, int ow) { store(yp + Y.at(n, k, oh, ow), acc[idx(n, k, oh, ow)], a, b); });
-  });
+  if (const cudnnStatus_t s = check_conv_call("cudnnConvolutionForward", kFwd, algo, *xd, x, *wd, w, *cvd, *yd, y,
+                                              ConvOut::y, ws, ws_bytes))
+    return s;
+  enqueue_conv(h, ConvOut::y, alpha, beta, *xd, x, *wd, w, *cvd, *yd, y);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -433,30 +469,10 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
                                            cudnnConvolutionDescriptor_t cvd, cudnnConvolutionBwdDataAlgo_t algo,
                                            void* ws, size_t ws_bytes, const void* beta, cudnnTensorDescriptor_t dxd,
                                            void* dx) {
-  const char* call = "cudnnConvolutionBackwardData";
-  if (const cudnnStatus_t s = check_conv(*dxd, *wd, *cvd, *dyd)) return s;
-  if (!offered(kBwdData, algo)) return CUDNN_STATUS_NOT_SUPPORTED;
-  require_device(w, wd->count(), call, "w");
-  require_device(dy, dyd->extent(), call, "dy");
-  require_device(dx, dxd->extent(), call, "dx");
-  const Footprint fdx = output_footprint(dx, *dxd, call);
-  if (overlap(fdx, footprint(dy, *dyd)) || overlap(fdx, contiguous(w, wd->count()))) die(call, "dx overlaps an input");
-  if (const cudnnStatus_t s = use_workspace(ws, ws_bytes, dxd->count(), call)) return s;
-  const cudnnTensorStruct DX = *dxd, DY = *dyd;
-  const cudnnFilterStruct W = *wd;
-  const cudnnConvolutionStruct CV = *cvd;
-  const float a = scalar(alpha), b = scalar(beta);
-  const float* wp = static_cast<const float*>(w);
-  const float* dyp = static_cast<const float*>(dy);
-  float* dxp = static_cast<float*>(dx);
-  emu_enqueue(h->stream, [=]() {
-    std::vector<double> acc(size_t(DX.count()), 0.0);
-    auto idx = [&](int n, int c, int ih, int iw) { return ((size_t(n) * DX.c + c) * DX.h + ih) * DX.w + iw; };
-    for_each_product(DX, W, CV, DY, [&](int n, int k, int oh, int ow, int ci, int ih, int iw, long long wi) {
-      acc[idx(n, ci, ih, iw)] += double(dyp[DY.at(n, k, oh, ow)]) * wp[wi];
-    });
-    for_each(DX, [&](int n, int c, int ih, int iw) { store(dxp + DX.at(n, c, ih, iw), acc[idx(n, c, ih, iw)], a, b); });
-  });
+  if (const cudnnStatus_t s = check_conv_call("cudnnConvolutionBackwardData", kBwdData, algo, *dxd, dx, *wd, w, *cvd,
+                                              *dyd, dy, ConvOut::dx, ws, ws_bytes))
+    return s;
+  enqueue_conv(h, ConvOut::dx, alpha, beta, *dxd, dx, *wd, w, *cvd, *dyd, dy);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -465,29 +481,10 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
                                              cudnnConvolutionDescriptor_t cvd, cudnnConvolutionBwdFilterAlgo_t algo,
                                              void* ws, size_t ws_bytes, const void* beta, cudnnFilterDescriptor_t dwd,
                                              void* dw) {
-  const char* call = "cudnnConvolutionBackwardFilter";
-  if (const cudnnStatus_t s = check_conv(*xd, *dwd, *cvd, *dyd)) return s;
-  if (!offered(kBwdFilter, algo)) return CUDNN_STATUS_NOT_SUPPORTED;
-  require_device(x, xd->extent(), call, "x");
-  require_device(dy, dyd->extent(), call, "dy");
-  require_device(dw, dwd->count(), call, "dw");
-  const Footprint fdw = contiguous(dw, dwd->count());
-  if (overlap(fdw, footprint(x, *xd)) || overlap(fdw, footprint(dy, *dyd))) die(call, "dw overlaps an input");
-  if (const cudnnStatus_t s = use_workspace(ws, ws_bytes, dwd->count(), call)) return s;
-  const cudnnTensorStruct X = *xd, DY = *dyd;
-  const cudnnFilterStruct DW = *dwd;
-  const cudnnConvolutionStruct CV = *cvd;
-  const float a = scalar(alpha), b = scalar(beta);
-  const float* xp = static_cast<const float*>(x);
-  const float* dyp = static_cast<const float*>(dy);
-  float* dwp = static_cast<float*>(dw);
-  emu_enqueue(h->stream, [=]() {
-    std::vector<double> acc(size_t(DW.count()), 0.0);
-    for_each_product(X, DW, CV, DY, [&](int n, int k, int oh, int ow, int ci, int ih, int iw, long long wi) {
-      acc[size_t(wi)] += double(xp[X.at(n, ci, ih, iw)]) * dyp[DY.at(n, k, oh, ow)];
-    });
-    for (size_t i = 0; i < acc.size(); ++i) store(dwp + i, acc[i], a, b);
-  });
+  if (const cudnnStatus_t s = check_conv_call("cudnnConvolutionBackwardFilter", kBwdFilter, algo, *xd, x, *dwd, dw,
+                                              *cvd, *dyd, dy, ConvOut::dw, ws, ws_bytes))
+    return s;
+  enqueue_conv(h, ConvOut::dw, alpha, beta, *xd, x, *dwd, dw, *cvd, *dyd, dy);
   return CUDNN_STATUS_SUCCESS;
 }
 
