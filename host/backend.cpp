@@ -62,7 +62,11 @@ void check_eval_set(const std::string& who, const float* x, const int32_t* label
   check_labeled(who, "evaluation", x, labels, N, classes);
 }
 
-void check_eval_set_id(const std::string& who, int id, size_t sets) {
+void check_eval_set_id(const std::string& who, int id, size_t sets, bool have_train_data) {
+  if (id == Backend::kTrainingSet) {
+    if (!have_train_data) throw std::logic_error(who + ": the training set is scored before set_train_data");
+    return;
+  }
   if (id < 0 || size_t(id) >= sets)
     throw std::out_of_range(who + ": no evaluation set " + std::to_string(id) + " (" + std::to_string(sets) +
                             " added since the last reset)");

@@ -47,8 +47,11 @@ class Backend {
   // again, as the periodic evaluation does, moves neither inputs nor logits: x as in predict, labels (N). Copied;
   // returns the set's id. reset() drops every set.
   virtual int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) = 0;
+  // evaluate_set's id of the training data of set_train_data (kept already: no second copy).
+  static constexpr int kTrainingSet = -1;
   // Metrics per seed (out: S of them) of the current parameters on set `id`: those of evaluate_logits on predict's
-  // logits. A device backend counts on the device; its loss may differ from the CPU's by float rounding.
+  // logits. A device backend counts on the device; its loss may differ from the CPU's by float rounding (and a
+  // library that sums in its own order, cuDNN, may move a sample at a near-tie of two logits).
   virtual void evaluate_set(int id, SetMetrics* out) = 0;
 };
 
@@ -85,8 +88,9 @@ void check_train_data(const std::string& who, const float* x, const int32_t* lab
 void check_train_step(const std::string& who, const int32_t* batch_index, int S, int B, int N);
 // add_eval_set's: an empty set, null data or a label outside [0, classes) is std::invalid_argument.
 void check_eval_set(const std::string& who, const float* x, const int32_t* labels, int N, int classes);
-// evaluate_set's: an id that add_eval_set did not return since the last reset() is std::out_of_range.
-void check_eval_set_id(const std::string& who, int id, size_t sets);
+// evaluate_set's: an id that add_eval_set did not return since the last reset() is std::out_of_range;
+// kTrainingSet before set_train_data is std::logic_error.
+void check_eval_set_id(const std::string& who, int id, size_t sets, bool have_train_data);
 
 // The reference CPU backend (host/backend_cpu.cpp); threads 0 = all cores.
 std::unique_ptr<Backend> make_cpu_backend(int threads);

@@ -151,12 +151,14 @@ class CpuBackend final : public Backend {
   // Through predict and evaluate_logits: exactly what scoring predict's logits gives.
   void evaluate_set(int id, SetMetrics* out) override {
     require_reset();
-    check_eval_set_id("cpu backend", id, eval_sets_.size());
-    const EvalSet& set = eval_sets_[size_t(id)];
-    const int N = int(set.labels.size()), K = shape_.classes;
+    check_eval_set_id("cpu backend", id, eval_sets_.size(), N_ > 0);
+    const bool train = id == kTrainingSet;
+    const float* x = train ? x_.data() : eval_sets_[size_t(id)].x.data();
+    const std::vector<int32_t>& labels = train ? labels_ : eval_sets_[size_t(id)].labels;
+    const int N = int(labels.size()), K = shape_.classes;
     std::vector<float> logits(size_t(S_) * N * K);
-    predict(set.x.data(), N, set.per_seed, logits.data());
-    for (int s = 0; s < S_; ++s) out[s] = evaluate_logits(logits.data() + size_t(s) * N * K, set.labels.data(), N, K);
+    predict(x, N, train || eval_sets_[size_t(id)].per_seed, logits.data());
+    for (int s = 0; s < S_; ++s) out[s] = evaluate_logits(logits.data() + size_t(s) * N * K, labels.data(), N, K);
   }
 
  private:

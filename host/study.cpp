@@ -152,7 +152,7 @@ struct Study {
     backend.set_train_data(x.data(), data.y_train.data(), N);
     double train_s = 0, eval_s = 0;
     const auto t_sets = Clock::now();
-    const std::vector<std::pair<std::string, int>> eval_sets = add_eval_sets(x);
+    const std::vector<std::pair<std::string, int>> eval_sets = add_eval_sets();
     eval_s += seconds_since(t_sets);
     const int n_rows = rows.empty() ? N : int(rows[0].size());
     std::vector<std::vector<int32_t>> perms(S);
@@ -198,11 +198,10 @@ struct Study {
     return train_s;
   }
 
-  // The training set x_train and the three test sets, kept by the backend (after its reset) for periodic evaluation:
-  // (set name, id) pairs.
-  std::vector<std::pair<std::string, int>> add_eval_sets(const std::vector<float>& x_train) {
-    std::vector<std::pair<std::string, int>> ids = {
-        {"train", backend.add_eval_set(x_train.data(), data.y_train.data(), N, true)}};
+  // The training set (the backend's, from set_train_data) and the three test sets, kept by the backend (after its
+  // reset) for periodic evaluation: (set name, id) pairs.
+  std::vector<std::pair<std::string, int>> add_eval_sets() {
+    std::vector<std::pair<std::string, int>> ids = {{"train", Backend::kTrainingSet}};
     for (const auto& [name, x, per_seed] : test_sets())
       ids.push_back({name, backend.add_eval_set(x, data.y_test.data(), NT, per_seed)});
     return ids;

@@ -213,13 +213,16 @@ inline void expect_ten_steps_match_cpu(Backend& device, const ConvBaseShape& sha
 
 // The calls every backend must refuse, in order: get_params before reset, a step before training data, a label
 // out of range, a batch row out of range, a batch larger than the training set, an evaluation set with a bad label
-// or none at all, an evaluation set id not handed out since the last reset, S = 0; and one good step.
+// or none at all, an evaluation set id not handed out since the last reset, the training set scored before there is
+// one, S = 0 (after which the backend still works); and one good step.
 inline void expect_rejects_bad_calls(Backend& be) {
   const ConvBaseShape shape{4, 40, 10};
   std::vector<float> params(2 * shape.num_params(), 0.01f), out(1000);
   EXPECT_THROW(be.get_params(params.data()), std::logic_error);  // before reset
   EXPECT_THROW(be.predict(params.data(), 1, false, out.data()), std::logic_error);
   be.reset(shape, 2, params.data(), AdamConfig{});
+  std::vector<SetMetrics> metrics(2);
+  EXPECT_THROW(be.evaluate_set(Backend::kTrainingSet, metrics.data()), std::logic_error);
   const std::vector<int32_t> rows(2 * 3, 0);
   EXPECT_THROW(be.train_step(rows.data(), 3, 1e-2f, nullptr), std::logic_error);  // before set_train_data
   const std::vector<float> x(2 * 5 * 40, 0.5f);
@@ -235,7 +238,8 @@ inline void expect_rejects_bad_calls(Backend& be) {
   float loss[2] = {kNaN, kNaN};
   be.train_step(rows.data(), 3, 1e-2f, loss);
   EXPECT_FALSE(std::isnan(loss[0]) || std::isnan(loss[1]));
-  std::vector<SetMetrics> metrics(2);
+  be.evaluate_set(Backend::kTrainingSet, metrics.data());
+  EXPECT_EQ(metrics[1].per_group_accuracy.size(), size_t(shape.classes));
   const int id = be.add_eval_set(x.data(), labels.data(), 5, true);
   EXPECT_EQ(id, 0);
   be.evaluate_set(id, metrics.data());
@@ -247,6 +251,11 @@ inline void expect_rejects_bad_calls(Backend& be) {
   be.reset(shape, 2, params.data(), AdamConfig{});
   EXPECT_THROW(be.evaluate_set(id, metrics.data()), std::out_of_range) << "reset() drops the evaluation sets";
   EXPECT_THROW(be.reset(shape, 0, params.data(), AdamConfig{}), std::invalid_argument);
+  EXPECT_THROW(be.reset(shape, 2, nullptr, AdamConfig{}), std::invalid_argument);
+  be.predict(x.data(), 5, false, out.data());  // a rejected reset leaves the model as it was
+  std::vector<float> back(params.size(), kNaN);
+  be.get_params(back.data());
+  EXPECT_EQ(count_unequal(back, params), 0u);
 }
 
 // An evaluation right after training steps that did not wait for the device scores the trained parameters.
@@ -254,16 +263,16 @@ inline void expect_eval_set_sees_trained_params(Backend& device, int max_flips) 
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 120, 40, 5);
   device.reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
   device.set_train_data(pr.x.data(), pr.labels.data(), pr.N);
-  const int id = device.add_eval_set(pr.x.data(), pr.labels.data(), pr.N, true);
   for (const auto& rows : pr.batches) device.train_step(rows.data(), pr.B, 1e-2f, nullptr);
   std::vector<SetMetrics> got(size_t(pr.S)), want(size_t(pr.S));
-  device.evaluate_set(id, got.data());
+  device.evaluate_set(Backend::kTrainingSet, got.data());
   std::vector<float> trained(pr.params.size());
   device.get_params(trained.data());
   EXPECT_GT(count_unequal(trained, pr.params), 0u) << "the steps changed nothing";
   auto cpu = make_backend("cpu", 2);
   cpu->reset(pr.shape, pr.S, trained.data(), AdamConfig{});
-  cpu->evaluate_set(cpu->add_eval_set(pr.x.data(), pr.labels.data(), pr.N, true), want.data());
+  cpu->set_train_data(pr.x.data(), pr.labels.data(), pr.N);
+  cpu->evaluate_set(Backend::kTrainingSet, want.data());
   for (int s = 0; s < pr.S; ++s) {
     EXPECT_LE(std::fabs(got[s].accuracy - want[s].accuracy) * pr.N, max_flips + 1e-9) << "seed " << s;
     EXPECT_NEAR(got[s].loss, want[s].loss, 1e-5 * std::fabs(want[s].loss)) << "seed " << s;
@@ -271,17 +280,20 @@ inline void expect_eval_set_sees_trained_params(Backend& device, int max_flips) 
 }
 
 // evaluate_set on `device` against the CPU backend's, from the same parameters, on a per-seed and a shared set
-// registered with both. The CPU's is evaluate_logits of its predict (test_backend.cpp). Counts agree exactly up to
+// registered with both and on the training set (kTrainingSet). The CPU's is evaluate_logits of its predict (test_backend.cpp). Counts agree exactly up to
 // `max_flips` samples per seed and set (0 where the device's logits are the CPU's bit for bit; a library that sums
 // in another order can move a sample across a near-tie), the mean loss to 1e-5 relative.
 inline void expect_eval_sets_match_cpu(Backend& device, const Problem& pr, int N, int max_flips) {
   auto cpu = make_backend("cpu", 2);
   cpu->reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
   device.reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
-  for (const bool per_seed : {true, false}) {
-    SCOPED_TRACE(per_seed ? "per seed" : "shared");
-    const int a = cpu->add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
-    const int b = device.add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
+  cpu->set_train_data(pr.x.data(), pr.labels.data(), N);
+  device.set_train_data(pr.x.data(), pr.labels.data(), N);
+  for (const int set : {0, 1, 2}) {  // per seed, shared, the training set
+    const bool per_seed = set != 1;
+    SCOPED_TRACE(set == 0 ? "per seed" : set == 1 ? "shared" : "training set");
+    const int a = set == 2 ? Backend::kTrainingSet : cpu->add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
+    const int b = set == 2 ? Backend::kTrainingSet : device.add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
     std::vector<SetMetrics> want(size_t(pr.S)), got(size_t(pr.S));
     cpu->evaluate_set(a, want.data());
     device.evaluate_set(b, got.data());

@@ -116,9 +116,21 @@ TEST(Backend, EvalSetsScoreLikePredict) {
                     (std::isnan(got[s].per_group_accuracy[k]) && std::isnan(want.per_group_accuracy[k])));
     }
   }
+  // kTrainingSet: the training data of set_train_data, per seed.
+  be->set_train_data(f.x.data(), f.y.data(), f.N);
+  std::vector<float> logits(size_t(f.S) * f.N * K);
+  be->predict(f.x.data(), f.N, true, logits.data());
+  std::vector<SetMetrics> train(size_t(f.S));
+  be->evaluate_set(Backend::kTrainingSet, train.data());
+  for (int s = 0; s < f.S; ++s) {
+    const SetMetrics want = evaluate_logits(logits.data() + size_t(s) * f.N * K, f.y.data(), f.N, K);
+    EXPECT_EQ(train[s].accuracy, want.accuracy);
+    EXPECT_EQ(train[s].loss, want.loss);
+  }
   be->reset(f.shape, f.S, f.params.data(), AdamConfig{});
   std::vector<SetMetrics> m(size_t(f.S));
   EXPECT_THROW(be->evaluate_set(per_seed, m.data()), std::out_of_range);
+  EXPECT_THROW(be->evaluate_set(Backend::kTrainingSet, m.data()), std::logic_error);
 }
 
 TEST(Backend, SharedInputsEqualPerSeedCopies) {

@@ -530,6 +530,30 @@ TEST(CudaBackend, EvalSetsMatchCpu) {
   expect_eval_set_sees_trained_params(*cuda_backend(CudaBackendOptions{}), 0);
 }
 
+// A second set_train_data drops the CUDA graphs captured on the first (they hold its buffers and N): training on
+// other data afterwards gives the bits of the same run without graphs.
+TEST(CudaBackend, NewTrainingDataAfterCapturedSteps) {
+  SB_SKIP_WITHOUT_CUDA();
+  const Problem first(ConvBaseShape{25, 40, 10}, 2, 60, 20, 4);
+  Problem second(ConvBaseShape{25, 40, 10}, 2, 50, 20, 3);
+  for (float& v : second.x) v *= 0.5f;  // other inputs, another N
+  std::vector<float> want;
+  for (const bool graphs : {false, true}) {
+    CudaBackendOptions options;
+    options.graphs = graphs;
+    auto be = cuda_backend(options);
+    be->reset(first.shape, first.S, first.params.data(), AdamConfig{});
+    be->set_train_data(first.x.data(), first.labels.data(), first.N);
+    for (const auto& rows : first.batches) be->train_step(rows.data(), first.B, 1e-2f, nullptr);  // captures
+    be->set_train_data(second.x.data(), second.labels.data(), second.N);
+    for (const auto& rows : second.batches) be->train_step(rows.data(), second.B, 1e-2f, nullptr);
+    std::vector<float> got(first.params.size(), kNaN);
+    be->get_params(got.data());
+    if (!graphs) want = got;
+    else EXPECT_EQ(count_unequal(got, want), 0u) << "a graph of the first training set was replayed";
+  }
+}
+
 TEST(CudaBackend, NamesAndErrors) {
   SB_SKIP_WITHOUT_CUDA();
   auto be = make_backend("cuda", 1);

@@ -87,12 +87,14 @@ struct PassBuffers {
   size_t wgrad_workspace_per_seed = 0;
 };
 
+void check_options(const CudaBackendOptions& options) {
+  if (options.streams < 1) throw std::invalid_argument("cuda backend: streams must be positive");
+  if (options.eval_chunk < 0) throw std::invalid_argument("cuda backend: eval_chunk must not be negative");
+}
+
 class CudaBackend final : public gpu::DeviceBackend {
  public:
-  CudaBackend(int threads, const CudaBackendOptions& options) : DeviceBackend("cuda", threads), options_(options) {
-    if (options_.streams < 1) throw std::invalid_argument("cuda backend: streams must be positive");
-    if (options_.eval_chunk < 0) throw std::invalid_argument("cuda backend: eval_chunk must not be negative");
-  }
+  CudaBackend(int threads, const CudaBackendOptions& options) : DeviceBackend("cuda", threads), options_(options) {}
 
   ~CudaBackend() override { cudaDeviceSynchronize(); }  // no buffer is freed under a running kernel
 
@@ -103,12 +105,13 @@ class CudaBackend final : public gpu::DeviceBackend {
   }
 
   void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
+    check_reset(shape, S, params);
     if (S > 65535) throw std::invalid_argument("cuda backend: at most 65535 seeds (one grid dimension)");
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     groups_.clear();
     train_ = PassBuffers{};
     eval_ = PassBuffers{};
-    begin_reset(shape, S, params, adam);
+    begin_reset(shape, S, adam);
     const size_t n = size_t(S) * P_;
     params_ = DeviceArray<float>(n);
     gpu::copy_to_device(params_.data(), params, n * sizeof(float));
@@ -149,6 +152,9 @@ class CudaBackend final : public gpu::DeviceBackend {
     }
   }
 
+ private:
+  // The graphs captured so far hold the old training set's buffers and N.
+  void train_data_changing() override { invalidate_graphs(); }
 
   // Pointers of one pass over seeds [s0, s0 + S) with B samples each.
   struct Pass {
@@ -407,6 +413,7 @@ class CudaBackend final : public gpu::DeviceBackend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_kernels_backend(int threads, const CudaBackendOptions& options) {
+  check_options(options);  // before looking for a device
   return std::make_unique<CudaBackend>(threads, options);
 }
 

@@ -116,7 +116,8 @@ struct PassBuffers {
   DeviceArray<float> x, xc, a1, a2, a3, d1, d2, d3, logits, dlogits;
   DeviceArray<float> dxc, scratch;  // evaluation only: conv1's input gradient, and layout changes / |.|
   DeviceArray<float> ones;          // (S, capacity) ones: the head's bias as a rank-1 GEMM, its gradient as a GEMV
-                                    // (one copy per seed: cuBLAS documents that batch strides must not be zero)
+                                    // (a copy per seed rather than a zero batch stride, which cuBLAS's guide does not
+                                    // spell out; a few bytes per sample)
   DeviceArray<int32_t> labels;      // (S, capacity) in training, (capacity) shared in saliency
   DeviceArray<float> loss;          // (S): an evaluation chunk's mean loss per seed (evaluate_set)
   DeviceArray<int32_t> correct;     // (S, K): its correct counts per class
@@ -163,12 +164,13 @@ class CudnnBackend final : public gpu::DeviceBackend {
   }
 
   void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
+    check_reset(shape, S, params);
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     plans_.clear();
     train_ = PassBuffers{};
     eval_ = PassBuffers{};
     inputs_ = gpu::StepInputs{};
-    begin_reset(shape, S, params, adam);
+    begin_reset(shape, S, adam);
     std::vector<float> tensor_major(size_t(S) * P_);
     to_tensor_major(params, tensor_major.data());
     params_ = DeviceArray<float>(tensor_major);
@@ -546,7 +548,8 @@ class CudnnBackend final : public gpu::DeviceBackend {
 
   // Besides DeviceBackend's state (params_, grads_, m_, v_ tensor-major here):
   const bool grouped_;
-  // Declared before everything that uses them, so destroyed after.
+  // Declared before this class's buffers and plans, so destroyed after them; DeviceBackend's buffers outlive them
+  // all, which is safe because the destructor waits for the device first.
   std::unique_ptr<StreamHandle> stream_;
   std::unique_ptr<CudnnHandle> cudnn_;
   std::unique_ptr<CublasHandle> cublas_;

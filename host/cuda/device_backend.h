@@ -39,6 +39,7 @@ class DeviceBackend : public Backend {
     labels_train_ = DeviceArray<int32_t>(size_t(N));
     copy_to_device(x_train_.data(), x, nx * sizeof(float));
     copy_to_device(labels_train_.data(), labels, size_t(N) * sizeof(int32_t));
+    train_total_ = class_totals(labels, N, shape_.classes);
     N_ = N;
   }
 
@@ -67,12 +68,17 @@ class DeviceBackend : public Backend {
 
   void evaluate_set(int id, SetMetrics* out) override {
     require_reset();
-    check_eval_set_id(who_, id, eval_sets_.size());
+    check_eval_set_id(who_, id, eval_sets_.size(), N_ > 0);
     const NvtxRange range(ranges_[3].c_str());
-    const DeviceEvalSet& set = eval_sets_[size_t(id)];
     EvalScores scores(S_, shape_.classes);
+    if (id == kTrainingSet) {
+      run_evaluate(Output::scores, x_train_.data(), true, labels_train_.data(), N_, true, nullptr, &scores);
+      scores.finish(train_total_, N_, out);
+      return;
+    }
+    const DeviceEvalSet& set = eval_sets_[size_t(id)];
     run_evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N, set.per_seed, nullptr, &scores);
-    scores.finish(set, out);
+    scores.finish(set.total, set.N, out);
   }
 
  protected:
@@ -106,16 +112,21 @@ class DeviceBackend : public Backend {
   // Called by set_train_data after the device is idle and before the old training set is freed.
   virtual void train_data_changing() {}
 
-  // The first half of reset(): checks, waits for the device, drops the training and evaluation sets, takes the
-  // model's sizes and allocates gradients, Adam moments (zeroed) and the loss buffers. The backend frees its own
-  // buffers before and uploads params_ (in its layout) after.
-  void begin_reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) {
+  // reset()'s argument checks, before anything is freed: a rejected reset leaves the backend as it was.
+  void check_reset(const ConvBaseShape& shape, int S, const float* params) const {
     if (S < 1) throw std::invalid_argument(who_ + ": the number of seeds must be positive");
     if (!params) throw std::invalid_argument(who_ + ": null parameters");
     ConvBaseWorkspace check(shape, 1);  // validates the shape with the CPU's message
+  }
+
+  // The first half of reset(), after check_reset: waits for the device, drops the training and evaluation sets,
+  // takes the model's sizes and allocates gradients, Adam moments (zeroed) and the loss buffers. The backend frees
+  // its own buffers before and uploads params_ (in its layout) after.
+  void begin_reset(const ConvBaseShape& shape, int S, const AdamConfig& adam) {
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     x_train_ = DeviceArray<float>{};
     labels_train_ = DeviceArray<int32_t>{};
+    train_total_.clear();
     eval_sets_.clear();
     params_ = DeviceArray<float>{};
     grads_ = DeviceArray<float>{};
@@ -167,6 +178,7 @@ class DeviceBackend : public Backend {
   }
 
   const std::string ranges_[4];  // NVTX range names: "cuda:predict", ...
+  std::vector<int64_t> train_total_;      // (K): training samples of each class
   std::vector<DeviceEvalSet> eval_sets_;  // add_eval_set's, until the next reset
 };
 

@@ -22,6 +22,13 @@ struct DeviceEvalSet {
   bool per_seed = false;
 };
 
+// Samples of each class among labels (N).
+inline std::vector<int64_t> class_totals(const int32_t* labels, int N, int K) {
+  std::vector<int64_t> total(size_t(K), 0);
+  for (int i = 0; i < N; ++i) ++total[size_t(labels[i])];
+  return total;
+}
+
 // The set's copy on the device; the arguments are checked (check_eval_set) by the caller.
 inline DeviceEvalSet upload_eval_set(const float* x, const int32_t* labels, int N, bool per_seed, int S, int L,
                                      int K) {
@@ -31,8 +38,7 @@ inline DeviceEvalSet upload_eval_set(const float* x, const int32_t* labels, int 
   set.labels = DeviceArray<int32_t>(size_t(N));
   copy_to_device(set.x.data(), x, nx * sizeof(float));
   copy_to_device(set.labels.data(), labels, size_t(N) * sizeof(int32_t));
-  set.total.assign(size_t(K), 0);
-  for (int i = 0; i < N; ++i) ++set.total[size_t(labels[i])];
+  set.total = class_totals(labels, N, K);
   set.N = N, set.per_seed = per_seed;
   return set;
 }
@@ -66,10 +72,10 @@ class EvalScores {
     add_chunk(loss, correct, n, stream);
   }
 
-  void finish(const DeviceEvalSet& set, SetMetrics* out) const {
+  // Metrics of N samples, total[k] of them of class k.
+  void finish(const std::vector<int64_t>& total, int N, SetMetrics* out) const {
     for (int s = 0; s < S_; ++s)
-      out[s] = metrics_from_counts(correct_.data() + size_t(s) * K_, set.total.data(), K_, set.N,
-                                   loss_sum_[size_t(s)]);
+      out[s] = metrics_from_counts(correct_.data() + size_t(s) * K_, total.data(), K_, N, loss_sum_[size_t(s)]);
   }
 
  private:

@@ -7,12 +7,14 @@
 // an output that overlaps an input where the library does not allow it, overlapping output batches.
 // What it computes: the documented maths, alpha/beta scaled (beta 0 never reads the output), sums in double (so,
 // like cuDNN, not in the CPU backend's order). The heuristics rank a non-deterministic or unsupported algorithm
-// first and a deterministic one asking for a workspace second, so the backend's choice of algorithm is exercised.
+// first and a deterministic one asking for a workspace second, so the backend's choice of algorithm is exercised:
+// a non-deterministic one runs, with results that change by an ulp from call to call.
 #include <cublas_v2.h>
 #include <cudnn.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -208,6 +210,22 @@ bool offered(const AlgoOffer<Algo> (&offers)[2], Algo algo) {
     if (o.algo == algo && o.status == CUDNN_STATUS_SUCCESS) return true;
   return false;
 }
+template <class Algo>
+bool deterministic(const AlgoOffer<Algo> (&offers)[2], Algo algo) {
+  for (const auto& o : offers)
+    if (o.algo == algo) return o.determinism == CUDNN_DETERMINISTIC;
+  return true;
+}
+
+// A non-deterministic algorithm (atomics: the order of the sum changes from call to call) is run as one: each
+// output moves by an ulp or not, differently on every call, so a backend that picked one loses bitwise
+// reproducibility, as it would on a GPU.
+uint64_t g_nondeterministic_calls = 0;
+float jitter(float v, uint64_t call, size_t i) {
+  uint64_t h = (call + 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t(i) + 1) * 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 31;
+  return (h & 1) ? std::nextafter(v, h & 2 ? INFINITY : -INFINITY) : v;
+}
 
 // The workspace a call was given: at least what the algorithm asked for, in device memory, and scribbled on (NaN) so
 // that nothing can rely on what it held.
@@ -276,9 +294,10 @@ float scalar(const void* p) { return *static_cast<const float*>(p); }
 // One convolution pass on the handle's stream: every product x * w of the forward pass lands, summed in double, in
 // the output `out` names (y: forward; dx: x's gradient from y's, dy; dw: w's gradient), which then gets
 // alpha * sum + beta * itself. x, w and y as in the forward pass (for dx, x is dx and y is dy).
-void enqueue_conv(cudnnHandle_t h, ConvOut out, const void* alpha, const void* beta, const cudnnTensorStruct& X,
-                  const void* x, const cudnnFilterStruct& W, const void* w, const cudnnConvolutionStruct& CV,
-                  const cudnnTensorStruct& Y, const void* y) {
+void enqueue_conv(cudnnHandle_t h, ConvOut out, bool nondeterministic, const void* alpha, const void* beta,
+                  const cudnnTensorStruct& X, const void* x, const cudnnFilterStruct& W, const void* w,
+                  const cudnnConvolutionStruct& CV, const cudnnTensorStruct& Y, const void* y) {
+  const uint64_t call = nondeterministic ? ++g_nondeterministic_calls : 0;
   const float a = scalar(alpha), b = scalar(beta);
   const float* xp = static_cast<const float*>(x);
   const float* wp = static_cast<const float*>(w);
@@ -297,6 +316,8 @@ void enqueue_conv(cudnnHandle_t h, ConvOut out, const void* alpha, const void* b
         case ConvOut::dw: acc[size_t(wi)] += double(xp[X.at(n, ci, ih, iw)]) * yp[Y.at(n, k, oh, ow)]; break;
       }
     });
+    if (nondeterministic)
+      for (size_t i = 0; i < acc.size(); ++i) acc[i] = jitter(float(acc[i]), call, i);
     if (out == ConvOut::dw) {
       for (size_t i = 0; i < acc.size(); ++i) store(dst + i, acc[i], a, b);
       return;
@@ -460,7 +481,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha, cudnnT
   if (const cudnnStatus_t s = check_conv_call("cudnnConvolutionForward", kFwd, algo, *xd, x, *wd, w, *cvd, *yd, y,
                                               ConvOut::y, ws, ws_bytes))
     return s;
-  enqueue_conv(h, ConvOut::y, alpha, beta, *xd, x, *wd, w, *cvd, *yd, y);
+  enqueue_conv(h, ConvOut::y, !deterministic(kFwd, algo), alpha, beta, *xd, x, *wd, w, *cvd, *yd, y);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -472,7 +493,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void* alpha, c
   if (const cudnnStatus_t s = check_conv_call("cudnnConvolutionBackwardData", kBwdData, algo, *dxd, dx, *wd, w, *cvd,
                                               *dyd, dy, ConvOut::dx, ws, ws_bytes))
     return s;
-  enqueue_conv(h, ConvOut::dx, alpha, beta, *dxd, dx, *wd, w, *cvd, *dyd, dy);
+  enqueue_conv(h, ConvOut::dx, !deterministic(kBwdData, algo), alpha, beta, *dxd, dx, *wd, w, *cvd, *dyd, dy);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -484,7 +505,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void* alpha,
   if (const cudnnStatus_t s = check_conv_call("cudnnConvolutionBackwardFilter", kBwdFilter, algo, *xd, x, *dwd, dw,
                                               *cvd, *dyd, dy, ConvOut::dw, ws, ws_bytes))
     return s;
-  enqueue_conv(h, ConvOut::dw, alpha, beta, *xd, x, *dwd, dw, *cvd, *dyd, dy);
+  enqueue_conv(h, ConvOut::dw, !deterministic(kBwdFilter, algo), alpha, beta, *xd, x, *dwd, dw, *cvd, *dyd, dy);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -684,8 +705,8 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
   require_batches(A, sa, ea, batches, call, "A");
   require_batches(B, sb, eb, batches, call, "B");
   require_batches(C, sc, ec, batches, call, "C");
-  // Documented: the strides "must not be zero", and the batches of C must not overlap (undefined behaviour).
-  if (batches > 1 && (sa == 0 || sb == 0 || sc == 0)) die(call, "a zero batch stride (cuBLAS: must not be zero)");
+  // Documented: the batches of C must not overlap (undefined behaviour). A zero stride on A or B (one matrix for
+  // every batch) is allowed.
   const Footprint fc = matrices(C, m, n, ldc, sc, batches);
   if (self_overlap(fc)) die(call, "the output batches overlap");
   if (overlap(fc, matrices(A, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, sa, batches)) ||
@@ -723,7 +744,6 @@ cublasStatus_t cublasSgemvStridedBatched(cublasHandle_t h, cublasOperation_t tra
   require_batches(A, sa, ea, batches, call, "A");
   require_batches(x, sx, ex, batches, call, "x");
   require_batches(y, sy, ey, batches, call, "y");
-  if (batches > 1 && (sa == 0 || sx == 0 || sy == 0)) die(call, "a zero batch stride (cuBLAS: must not be zero)");
   const Footprint fy = matrices(y, 1, len_y, incy, sy, batches);
   if (self_overlap(fy)) die(call, "the output batches overlap");
   if (overlap(fy, matrices(A, m, n, lda, sa, batches)) || overlap(fy, matrices(x, 1, len_x, incx, sx, batches)))
