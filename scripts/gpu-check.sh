@@ -376,6 +376,7 @@ for line in rd("bench_runs.tsv").splitlines():
     if r:
         t = r.get("timing", {})
         e["device"] = r.get("environment", {}).get("device")
+        e["batch"] = r.get("config", {}).get("batch")
         e["by_method"] = {m: {k: v[k] for k in ("seed_steps_per_s", "train_s", "wall_s", "eval_s", "epoch_s",
                                                 "flops_per_seed_step", "bytes_per_seed_step", "gflop_per_s") if k in v}
                           for m, v in t.items()}
@@ -537,8 +538,9 @@ for mode, e in peer.items():
     L.append(f"| PyTorch peer --mode {mode} | {f(e.get('seeds'))} × {f(e.get('steps'))} | {f(e['seed_steps_per_s'])} | | | | {a} | {w} |")
 fl = next((e["flops_per_seed_step"] for e in bench.values() if e.get("flops_per_seed_step")), None)
 by = next((e["bytes_per_seed_step"] for e in bench.values() if e.get("bytes_per_seed_step")), None)
+fl_batch = next((e["batch"] for e in bench.values() if e.get("flops_per_seed_step") and e.get("batch")), "?")
 if fl:
-    L += ["", f"Per seed-step (batch 100): {fl / 1e6:.2f} MFLOP and {by / 1e6:.2f} MB of unfused memory traffic "
+    L += ["", f"Per seed-step (batch {fl_batch}): {fl / 1e6:.2f} MFLOP and {by / 1e6:.2f} MB of unfused memory traffic "
           "(`ConvBaseShape::train_step_flops/bytes`); fp32 peak "
           + (f"{device['fp32_peak_tflops']} TFLOP/s (SMs × 128 × 2 × max SM clock)." if peak else "unknown (no SM count or clock).")]
 if scaling:
