@@ -204,7 +204,6 @@ class CudnnBackend final : public gpu::DeviceBackend {
   }
 
  private:
-
   // ---- Parameters: (S, P) on the host, tensor-major on the device.
 
   // One seed's tensor inside its P parameters. The tensor-major copy of tensor t starts at S * t.off (offsets are
@@ -393,7 +392,6 @@ class CudnnBackend final : public gpu::DeviceBackend {
   }
 
   // ---- Training
-
 
   // Every launch of one training step, on the stream, after the step input's copy.
   void enqueue_step(const Plan& plan, int B) {
