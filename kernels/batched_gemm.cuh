@@ -33,6 +33,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -80,6 +81,30 @@ struct FastDivisor {
 constexpr int kSplitChunkR = 128, kMaxSplits = 64, kSplitMinTiles = 16;
 static_assert(kSplitChunkR % kTileR == 0, "chunks are whole r-tiles");
 
+// The rule's two numbers, kSplitChunkR and kSplitMinTiles unless the environment sets SB_SPLIT_CHUNK_R (a positive
+// multiple of kTileR) or SB_SPLIT_MIN_TILES (positive): read once per process, so that a GPU session can measure
+// other values without a rebuild (scripts/gpu-check.sh's split sweep). Results stay deterministic and independent
+// of S for any values; they differ between values (other chunks, other sums).
+struct SplitRule {
+  int chunk_r = kSplitChunkR;
+  int min_tiles = kSplitMinTiles;
+};
+inline int split_rule_env(const char* name, int fallback, int multiple_of) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < 1 || x > (1 << 20) || x % multiple_of != 0)
+    throw std::invalid_argument(std::string(name) + " must be a positive multiple of " + std::to_string(multiple_of) +
+                                ", got '" + v + "'");
+  return int(x);
+}
+inline const SplitRule& split_rule() {
+  static const SplitRule rule{split_rule_env("SB_SPLIT_CHUNK_R", kSplitChunkR, kTileR),
+                              split_rule_env("SB_SPLIT_MIN_TILES", kSplitMinTiles, 1)};
+  return rule;
+}
+
 struct SplitPlan {
   int splits = 1;
   int chunk = 0;  // r per split: split c sums r in [c*chunk, min((c+1)*chunk, R))
@@ -88,11 +113,12 @@ struct SplitPlan {
 inline SplitPlan split_plan(int M, int N, int R) {
   SplitPlan p;
   p.chunk = R;
+  const SplitRule& rule = split_rule();
   const long long tiles = (long long)((M + kTileM - 1) / kTileM) * ((N + kTileN - 1) / kTileN);
-  if (M < 1 || N < 1 || R <= kSplitChunkR || tiles >= kSplitMinTiles) return p;
-  const int wanted = (R + kSplitChunkR - 1) / kSplitChunkR;
+  if (M < 1 || N < 1 || R <= rule.chunk_r || tiles >= rule.min_tiles) return p;
+  const int wanted = (R + rule.chunk_r - 1) / rule.chunk_r;
   const int chunk_tiles = (R + kMaxSplits * kTileR - 1) / (kMaxSplits * kTileR);  // r-tiles per chunk at the cap
-  p.chunk = wanted <= kMaxSplits ? kSplitChunkR : chunk_tiles * kTileR;
+  p.chunk = wanted <= kMaxSplits ? rule.chunk_r : chunk_tiles * kTileR;
   p.splits = (R + p.chunk - 1) / p.chunk;  // <= kMaxSplits; the last chunk is non-empty
   return p;
 }

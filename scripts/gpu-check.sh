@@ -8,7 +8,8 @@
 #   and --backend cudnn (SEEDS x STEPS, METHODS) -> PyTorch peer loop (10 x 1000) and vmap (100 x 1000) on
 #   --device cuda -> bench_kernels (JSON) -> what batching buys: cudnn per-seed convolutions and cuda with a stream
 #   per seed (SEEDS x UNBATCHED_STEPS, erm-base) -> compute-sanitizer memcheck and racecheck over the kernel tests
-#   (if installed)
+#   (if installed) -> the split rule of the conv weight gradients swept through the environment (bench_kernels'
+#   training steps with SB_SPLIT_CHUNK_R x SB_SPLIT_MIN_TILES, no rebuild)
 # Writes OUT_DIR/gpu-report-DATE.md, OUT_DIR/DATE.json and OUT_DIR/gpu-logs-DATE.tar.gz (every log and raw JSON;
 # three files, the device tool returns at most eight). Exit 0 only when every step passed.
 # Build the carry folder HERE with scripts/gpu-pack.sh; docs/gpu/README.md has the procedure.
@@ -17,7 +18,8 @@
 #   PEER_VMAP_SEEDS=100  BUDGET_S=540 (whole script; later steps get what is left)  T_TESTS=90 T_KERNELS=150
 #   T_BENCH=100 (cuda and cudnn each)  UNBATCHED_STEPS=500 T_BENCH_UNBATCHED=45 (cudnn --cudnn-conv per-seed and
 #   cuda --stream-per-seed: what batching the seeds buys)  T_PEER_LOOP=90 T_PEER_VMAP=60  T_SANITIZER=60 (each
-#   tool)  SANITIZER_FILTER  GTEST_FILTER (GPU suites)  KERNELS_ARGS (extra
+#   tool)  SANITIZER_FILTER  GTEST_FILTER (GPU suites)  SPLIT_CHUNKS="64 128 256" SPLIT_MIN_TILES="8 16 32"
+#   SPLIT_FILTER (bench_kernels benchmarks of the sweep) T_SPLIT=90 (the whole sweep)  KERNELS_ARGS (extra
 #   bench_kernels flags)  PYTHON=python3  REPORT_DATE (default: today, UTC)  SB_BUILD_THERE=1 (no carried build:
 #   try cmake + ninja here; needs CLI11, nlohmann-json, GTest, Google Benchmark on this machine)
 set -uo pipefail
@@ -67,6 +69,8 @@ T_SANITIZER=${T_SANITIZER:-60}
 SANITIZER_FILTER=${SANITIZER_FILTER:-'CudaKernels.*:CudaConv1dSplit.*:SpuriousCuda.*Matches*:SpuriousCuda.EveryOutputIsWritten'}
 GTEST_FILTER=${GTEST_FILTER:-'*Cuda*:*CUDA*:*cuda*:*Gpu*:*GPU*:*gpu*:*CuDnn*:*cudnn*:*CUDNN*'}
 KERNELS_ARGS=${KERNELS_ARGS:-}
+SPLIT_CHUNKS=${SPLIT_CHUNKS:-64 128 256}; SPLIT_MIN_TILES=${SPLIT_MIN_TILES:-8 16 32}; T_SPLIT=${T_SPLIT:-90}
+SPLIT_FILTER=${SPLIT_FILTER:-'BM_train_step/(100|1000)/25/|BM_train_step/10/256/'}
 date=${REPORT_DATE:-$(date -u +%F)}
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -283,7 +287,23 @@ else
   note sanitizer absent 0 0 0 "no compute-sanitizer on this machine (or no sb_tests)"
 fi
 
-# ---- 10. Report ------------------------------------------------------------------------------------------------
+# ---- 10. The split rule (kernels/batched_gemm.cuh: chunk of the weight-gradient sums, and the tile count from
+# which a GEMM is not split) swept without a rebuild: bench_kernels' training steps under each pair of values.
+if [[ -n $bin && -x $bin/bench_kernels ]]; then
+  {
+    echo 'set -e'
+    for c in $SPLIT_CHUNKS; do for t in $SPLIT_MIN_TILES; do
+      printf 'SB_SPLIT_CHUNK_R=%q SB_SPLIT_MIN_TILES=%q %q --benchmark_filter=%q --benchmark_min_time=0.1 ' \
+        "$c" "$t" "$bin/bench_kernels" "$SPLIT_FILTER"
+      printf -- '--benchmark_out=%q --benchmark_out_format=json >/dev/null\n' "$work/split_${c}_${t}.json"
+    done; done
+  } >"$work/split_sweep.sh"
+  step split_sweep "$T_SPLIT" env LD_LIBRARY_PATH="$ld" bash "$work/split_sweep.sh"
+else
+  note split_sweep absent 0 0 0 "no bench_kernels in the carried build"
+fi
+
+# ---- 11. Report ------------------------------------------------------------------------------------------------
 [[ -f $carry/manifest.json ]] && cp "$carry/manifest.json" "$work/carry-manifest.json"
 export SEEDS STEPS METHODS UNBATCHED_STEPS PEER_STEPS PEER_LOOP_SEEDS PEER_VMAP_SEEDS GTEST_FILTER BUDGET_S fallback_used
 "$PYTHON" - "$work" "$out" "$date" "$((SECONDS - start))" <<'PY'
@@ -459,6 +479,19 @@ for (who, pass_, mode, S_, C_), t in sorted(bt.items()):
             conv_speedup.append({"pass": pass_, "seeds": S_, "channels": C_, "cudnn": mode_, "custom_time": t,
                                  "cudnn_time": c, "speedup": round(c / t, 2)})
 
+# The split sweep: seed-steps/s of each training-step benchmark under each (chunk, min_tiles).
+split_sweep = []
+for name in sorted(os.listdir(work)):
+    m = re.match(r"split_(\d+)_(\d+)\.json$", name)
+    if not m:
+        continue
+    for bm in (rjson(name) or {}).get("benchmarks", []):
+        b = re.match(r"(BM_\w*train_step\w*)/(\d+)/(\d+)", bm.get("name", ""))
+        if b and bm.get("seed_steps_per_s"):
+            split_sweep.append({"chunk_r": int(m.group(1)), "min_tiles": int(m.group(2)), "benchmark": b.group(1),
+                                "seeds": int(b.group(2)), "channels": int(b.group(3)),
+                                "seed_steps_per_s": bm["seed_steps_per_s"]})
+
 # Issue 3's goals, each met / missed / unknown (no number to judge by).
 def goal(name, value, target, unit):
     return {"goal": name, "target": target, "value": value, "unit": unit,
@@ -492,6 +525,7 @@ res = {
     "goals": goals,
     "scaling": scaling,
     "conv_speedup": conv_speedup,
+    "split_sweep": split_sweep,
     "kernels": kernels,
     "steps": steps,
 }
@@ -584,6 +618,21 @@ if kernels and kernels.get("benchmarks"):
                  + " | ".join(f"{bm[k]:.4g}" if k in bm else "" for k in extra) + " |")
 else:
     L.append(f"No kernel numbers ({st.get('kernels', {}).get('error') or 'not run'}).")
+if split_sweep:
+    pairs = sorted({(x["chunk_r"], x["min_tiles"]) for x in split_sweep})
+    rows = sorted({(x["benchmark"], x["seeds"], x["channels"]) for x in split_sweep})
+    rate = {(x["benchmark"], x["seeds"], x["channels"], x["chunk_r"], x["min_tiles"]): x["seed_steps_per_s"]
+            for x in split_sweep}
+    L += ["", "### Split rule sweep (seed-steps/s; SB_SPLIT_CHUNK_R / SB_SPLIT_MIN_TILES; built-in 128 / 16)", "",
+          "| benchmark | seeds | channels | " + " | ".join(f"{c} / {t}" for c, t in pairs) + " |",
+          "|---|---|---|" + "---|" * len(pairs)]
+    for b, s_, c_ in rows:
+        best = max(rate.get((b, s_, c_, c, t), 0) for c, t in pairs)
+        cells = []
+        for c, t in pairs:
+            v = rate.get((b, s_, c_, c, t))
+            cells.append("—" if v is None else (f"**{f(v)}**" if v == best else f(v)))
+        L.append(f"| {b} | {s_} | {c_} | " + " | ".join(cells) + " |")
 L += ["", "## Tests", "", f"Filter `{tests['filter']}`: status {tests['status']}"
       + (f", {tests.get('total')} tests, {tests.get('failures')} failures, {len(tests.get('skipped', []))} skipped" if tj else "")
       + (f" (skipped: {', '.join(tests['skipped'])})" if tests.get("skipped") else "")

@@ -24,13 +24,22 @@ const std::string kSmall =
     "--seeds 3 --steps 40 --eval-every 40 --batch 50 --afr-epochs 10 --afr-gammas 0,4 --afr-lambdas 0,0.1 "
     "--dfr-subsamples 2 --threads 1 --no-saliency --quiet";
 
-json run_emu(const std::string& args) {
+// bench_spurious_emu ARGS (after the environment assignments ENV, if any): its results JSON, or, when it is expected
+// to fail (stderr_on_failure given), an empty object and its stderr there.
+json run_emu(const std::string& args, const std::string& env = "", std::string* stderr_on_failure = nullptr) {
   const fs::path dir = sb_scratch_dir("sb_emu_cli");
-  const std::string cmd = std::string(SB_BENCH_SPURIOUS_EMU) + " " + args + " --out " + (dir / "r.json").string() +
-                          " >" + (dir / "stdout").string() + " 2>" + (dir / "stderr").string() + " </dev/null";
+  const std::string cmd = env + " " + std::string(SB_BENCH_SPURIOUS_EMU) + " " + args + " --out " +
+                          (dir / "r.json").string() + " >" + (dir / "stdout").string() + " 2>" +
+                          (dir / "stderr").string() + " </dev/null";
   const int rc = std::system(cmd.c_str());
-  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << args << ": " << sb_slurp(dir / "stderr");
-  json j = fs::exists(dir / "r.json") ? json::parse(sb_slurp(dir / "r.json")) : json::object();
+  const bool ok = WIFEXITED(rc) && WEXITSTATUS(rc) == 0;
+  if (stderr_on_failure) {
+    EXPECT_FALSE(ok) << env << " " << args << " succeeded";
+    *stderr_on_failure = sb_slurp(dir / "stderr");
+  } else {
+    EXPECT_TRUE(ok) << args << ": " << sb_slurp(dir / "stderr");
+  }
+  json j = ok && fs::exists(dir / "r.json") ? json::parse(sb_slurp(dir / "r.json")) : json::object();
   fs::remove_all(dir);
   return j;
 }
@@ -93,4 +102,19 @@ TEST(EmulatedCli, StreamsGraphsAndStreamPerSeedChangeNoBit) {
     const auto other = metrics(run_emu(args + flags));
     for (const auto& [key, m] : base) EXPECT_EQ(other.at(key).dump(), m.dump()) << flags << " " << key;
   }
+}
+
+// The split rule of the conv weight gradients can be set from the environment (for tuning on a GPU without a
+// rebuild): other values train the same model up to rounding; a bad value is refused with its name.
+TEST(EmulatedCli, SplitRuleFromTheEnvironment) {
+  const std::string args =
+      "--seeds 2 --steps 20 --eval-every 20 --batch 50 --methods erm --threads 1 --no-saliency --quiet --backend ";
+  const json base = run_emu(args + "cuda");
+  const json other = run_emu(args + "cuda", "SB_SPLIT_CHUNK_R=64 SB_SPLIT_MIN_TILES=64");
+  expect_study_close(other, base, 2u);
+  std::string err;
+  run_emu(args + "cuda", "SB_SPLIT_CHUNK_R=50", &err);
+  EXPECT_NE(err.find("SB_SPLIT_CHUNK_R must be a positive multiple of 16"), std::string::npos) << err;
+  const json cpu = run_emu(args + "cpu", "SB_SPLIT_CHUNK_R=50");  // the CPU never reads it
+  EXPECT_EQ(metrics(cpu).size(), 2u);
 }
