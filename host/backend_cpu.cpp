@@ -54,6 +54,7 @@ class CpuBackend final : public Backend {
 
   void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
     if (S < 1) throw std::invalid_argument("cpu backend: the number of seeds must be positive");
+    if (!params) throw std::invalid_argument("cpu backend: null parameters");
     ConvBaseWorkspace check(shape, 1);  // validates the shape
     shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0;
     params_.assign(params, params + size_t(S) * P_);

@@ -95,7 +95,8 @@ inline int split_rule_env(const char* name, int fallback, int multiple_of) {
   char* end = nullptr;
   const long x = std::strtol(v, &end, 10);
   if (*end != '\0' || x < 1 || x > (1 << 20) || x % multiple_of != 0)
-    throw std::invalid_argument(std::string(name) + " must be a positive multiple of " + std::to_string(multiple_of) +
+    throw std::invalid_argument(std::string(name) + " must be an integer in [1, 1048576]" +
+                                (multiple_of > 1 ? " and a multiple of " + std::to_string(multiple_of) : "") +
                                 ", got '" + v + "'");
   return int(x);
 }

@@ -183,6 +183,13 @@ void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* 
   conv1d_backward_weights(d, dout, in, in_seed_stride, dw, dbias, param_stride, stream, nullptr);
 }
 
+std::string split_rule_note() {
+  const gemm::SplitRule& r = gemm::split_rule();
+  if (r.chunk_r == gemm::kSplitChunkR && r.min_tiles == gemm::kSplitMinTiles) return "";
+  return "split rule " + std::to_string(r.chunk_r) + "/" + std::to_string(r.min_tiles) +
+         " from SB_SPLIT_CHUNK_R / SB_SPLIT_MIN_TILES";
+}
+
 size_t conv1d_backward_weights_workspace(const ConvDims& d) {
   check_dims(d, "conv1d_backward_weights_workspace");
   if ((long long)d.B * d.lout() >= INT_MAX)

@@ -10,6 +10,7 @@
 // have its bits on an FMA CPU (AVX2, AVX-512); weight gradients agree to float rounding.
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "gpu_stream.h"
 
@@ -37,14 +38,19 @@ void conv1d_backward_input(const ConvDims& d, const float* dout, const float* w,
 //   dw[co][ci][k] = sum_{b, l} dout[b][co][l] * in[b][ci][2l+k-1],   dbias[co] = sum_{b, l} dout[b][co][l].
 // A GEMM with few outputs (Cout x Cin*K+1) and a long sum (B*Lout): with a workspace of
 // conv1d_backward_weights_workspace(d) floats the sum is split into chunks summed by separate blocks, then added
-// in a fixed order (kernels/batched_gemm.cuh, split_plan). The chunks depend only on Cout, Cin, K, B and Lout,
-// so a seed's bits still do not depend on S; they do depend on whether the split ran: give the workspace always
+// in a fixed order (kernels/batched_gemm.cuh, split_plan). The chunks depend only on Cout, Cin, K, B and Lout (and
+// on SB_SPLIT_CHUNK_R / SB_SPLIT_MIN_TILES when set, see split_rule_note), so a seed's bits still do not depend on S; they do depend on whether the split ran: give the workspace always
 // (the cuda backend does) or never. workspace == nullptr sums each output in one chain, as when nothing is split.
 void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* in, size_t in_seed_stride, float* dw,
                              float* dbias, size_t param_stride, Stream stream, float* workspace);
 // The same without a workspace: one chain per output (the split path's splits = 1).
 void conv1d_backward_weights(const ConvDims& d, const float* dout, const float* in, size_t in_seed_stride, float* dw,
                              float* dbias, size_t param_stride, Stream stream);
+
+// "" under the built-in split rule; else what the environment set it to ("split rule 64/16 from SB_SPLIT_CHUNK_R /
+// SB_SPLIT_MIN_TILES"), for the run's device description. Throws std::invalid_argument for a bad value, so a
+// backend can check the environment before it trains.
+std::string split_rule_note();
 
 // Floats of workspace conv1d_backward_weights needs for d's S seeds (S * splits * Cout * (Cin*K + 1)); 0 when
 // its shape is not split. Seed s's part is the s-th of S equal slices, so a group of seeds [s0, s0 + S_g) may use

@@ -90,6 +90,7 @@ struct PassBuffers {
 void check_options(const CudaBackendOptions& options) {
   if (options.streams < 1) throw std::invalid_argument("cuda backend: streams must be positive");
   if (options.eval_chunk < 0) throw std::invalid_argument("cuda backend: eval_chunk must not be negative");
+  gpu::split_rule_note();  // a bad SB_SPLIT_* value is refused here, not in the middle of a training step
 }
 
 class CudaBackend final : public gpu::DeviceBackend {
@@ -101,7 +102,8 @@ class CudaBackend final : public gpu::DeviceBackend {
   std::string device() const override {
     const int g = groups_.empty() ? (options_.stream_per_seed ? -1 : options_.streams) : int(groups_.size());
     const std::string streams = g < 0 ? "a stream per seed" : std::to_string(g) + (g == 1 ? " stream" : " streams");
-    return device_name_ + ", " + streams + (options_.graphs ? ", CUDA graphs" : "");
+    const std::string split = gpu::split_rule_note();
+    return device_name_ + ", " + streams + (options_.graphs ? ", CUDA graphs" : "") + (split.empty() ? "" : ", " + split);
   }
 
   void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {

@@ -34,6 +34,8 @@ class DeviceBackend : public Backend {
     check_train_data(who_, x, labels, N, shape_.classes);
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     train_data_changing();
+    N_ = 0;  // no training set until the new one is complete
+    train_total_.clear();
     const size_t nx = size_t(S_) * N * shape_.length;
     x_train_ = DeviceArray<float>(nx);
     labels_train_ = DeviceArray<int32_t>(size_t(N));

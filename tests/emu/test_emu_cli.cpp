@@ -112,9 +112,15 @@ TEST(EmulatedCli, SplitRuleFromTheEnvironment) {
   const json base = run_emu(args + "cuda");
   const json other = run_emu(args + "cuda", "SB_SPLIT_CHUNK_R=64 SB_SPLIT_MIN_TILES=64");
   expect_study_close(other, base, 2u);
+  // At batch 50 conv1's weight gradient goes from 8 chunks to 16: other sums, other bits.
+  EXPECT_NE(metrics(other).at("erm/0").dump(), metrics(base).at("erm/0").dump()) << "the environment was ignored";
+  EXPECT_NE(other["environment"]["device"].get<std::string>().find("split rule 64/64"), std::string::npos)
+      << other["environment"]["device"];
+  EXPECT_EQ(base["environment"]["device"].get<std::string>().find("split rule"), std::string::npos);
   std::string err;
   run_emu(args + "cuda", "SB_SPLIT_CHUNK_R=50", &err);
-  EXPECT_NE(err.find("SB_SPLIT_CHUNK_R must be a positive multiple of 16"), std::string::npos) << err;
+  EXPECT_NE(err.find("SB_SPLIT_CHUNK_R must be an integer in [1, 1048576] and a multiple of 16"), std::string::npos)
+      << err;
   const json cpu = run_emu(args + "cpu", "SB_SPLIT_CHUNK_R=50");  // the CPU never reads it
   EXPECT_EQ(metrics(cpu).size(), 2u);
 }
