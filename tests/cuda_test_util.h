@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -258,25 +259,53 @@ inline void expect_rejects_bad_calls(Backend& be) {
   EXPECT_EQ(count_unequal(back, params), 0u);
 }
 
-// An evaluation right after training steps that did not wait for the device scores the trained parameters.
-inline void expect_eval_set_sees_trained_params(Backend& device, int max_flips) {
+// Evaluation right after training steps that did not wait for the device sees their parameters, in two rounds of
+// steps: predict (31 samples per seed, to 1e-5 relative) after the first, evaluate_set on the training set after
+// the second (accuracies up to `max_flips` samples per seed, losses to 1e-5), each against the CPU backend given
+// the parameters the device reports then.
+inline void expect_evaluation_sees_trained_params(Backend& device, int max_flips) {
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 120, 40, 5);
   device.reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
   device.set_train_data(pr.x.data(), pr.labels.data(), pr.N);
-  for (const auto& rows : pr.batches) device.train_step(rows.data(), pr.B, 1e-2f, nullptr);
-  std::vector<SetMetrics> got(size_t(pr.S)), want(size_t(pr.S));
-  device.evaluate_set(Backend::kTrainingSet, got.data());
-  std::vector<float> trained(pr.params.size());
-  device.get_params(trained.data());
-  EXPECT_GT(count_unequal(trained, pr.params), 0u) << "the steps changed nothing";
   auto cpu = make_backend("cpu", 2);
-  cpu->reset(pr.shape, pr.S, trained.data(), AdamConfig{});
-  cpu->set_train_data(pr.x.data(), pr.labels.data(), pr.N);
-  cpu->evaluate_set(Backend::kTrainingSet, want.data());
-  for (int s = 0; s < pr.S; ++s) {
-    EXPECT_LE(std::fabs(got[s].accuracy - want[s].accuracy) * pr.N, max_flips + 1e-9) << "seed " << s;
-    EXPECT_NEAR(got[s].loss, want[s].loss, 1e-5 * std::fabs(want[s].loss)) << "seed " << s;
+  std::vector<float> before = pr.params, trained(pr.params.size());
+  for (const bool scores : {false, true}) {
+    SCOPED_TRACE(scores ? "evaluate_set" : "predict");
+    for (const auto& rows : pr.batches) device.train_step(rows.data(), pr.B, 1e-2f, nullptr);
+    const int N = 31, K = pr.shape.classes;
+    std::vector<float> got(size_t(pr.S) * N * K, kNaN), want(got.size());
+    std::vector<SetMetrics> got_m(size_t(pr.S)), want_m(size_t(pr.S));
+    if (scores)
+      device.evaluate_set(Backend::kTrainingSet, got_m.data());
+    else
+      device.predict(pr.x.data(), N, true, got.data());
+    device.get_params(trained.data());
+    EXPECT_GT(count_unequal(trained, before), 0u) << "the steps changed nothing";
+    before = trained;
+    cpu->reset(pr.shape, pr.S, trained.data(), AdamConfig{});
+    if (!scores) {
+      cpu->predict(pr.x.data(), N, true, want.data());
+      EXPECT_LE(rel_error(got, want), 1e-5);
+      continue;
+    }
+    cpu->set_train_data(pr.x.data(), pr.labels.data(), pr.N);
+    cpu->evaluate_set(Backend::kTrainingSet, want_m.data());
+    for (int s = 0; s < pr.S; ++s) {
+      EXPECT_LE(std::fabs(got_m[s].accuracy - want_m[s].accuracy) * pr.N, max_flips + 1e-9) << "seed " << s;
+      EXPECT_NEAR(got_m[s].loss, want_m[s].loss, 1e-5 * std::fabs(want_m[s].loss)) << "seed " << s;
+    }
   }
+}
+
+// Two fresh backends, `a` and `b`, train the same seeds to the same bits (parameters and losses), and `a` again,
+// having run before, too.
+inline void expect_same_seed_twice_bitwise(Backend& a, Backend& b, const Problem& pr) {
+  const Trained ta = train(a, pr, 1e-2f), tb = train(b, pr, 1e-2f);
+  EXPECT_EQ(count_nan(ta.params), 0u);
+  EXPECT_EQ(std::memcmp(ta.params.data(), tb.params.data(), ta.params.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(ta.losses.data(), tb.losses.data(), ta.losses.size() * sizeof(float)), 0);
+  const Trained tc = train(a, pr, 1e-2f);  // again on a backend that has run before (plans / graphs remade)
+  EXPECT_EQ(std::memcmp(ta.params.data(), tc.params.data(), ta.params.size() * sizeof(float)), 0);
 }
 
 // evaluate_set on `device` against the CPU backend's, from the same parameters, on a per-seed and a shared set

@@ -438,12 +438,7 @@ TEST(CudaBackend, OddShapesTrainLikeCpu) {
 TEST(CudaBackend, SameSeedTwiceIsBitwiseIdentical) {
   SB_SKIP_WITHOUT_CUDA();
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 300, 100, 10);
-  auto a = cuda_backend(), b = cuda_backend();
-  const Trained ta = train(*a, pr, 1e-2f), tb = train(*b, pr, 1e-2f);
-  EXPECT_EQ(std::memcmp(ta.params.data(), tb.params.data(), ta.params.size() * sizeof(float)), 0);
-  EXPECT_EQ(std::memcmp(ta.losses.data(), tb.losses.data(), ta.losses.size() * sizeof(float)), 0);
-  const Trained tc = train(*a, pr, 1e-2f);  // again on a backend that has run before (graphs recaptured)
-  EXPECT_EQ(std::memcmp(ta.params.data(), tc.params.data(), ta.params.size() * sizeof(float)), 0);
+  expect_same_seed_twice_bitwise(*cuda_backend(), *cuda_backend(), pr);
 }
 
 TEST(CudaBackend, SeedResultsIndependentOfSeedCountStreamsAndGraphs) {
@@ -527,7 +522,7 @@ TEST(CudaBackend, EvalSetsMatchCpu) {
     auto gpu = cuda_backend(options);
     expect_eval_sets_match_cpu(*gpu, pr, pr.N, 0);
   }
-  expect_eval_set_sees_trained_params(*cuda_backend(CudaBackendOptions{}), 0);
+  expect_evaluation_sees_trained_params(*cuda_backend(CudaBackendOptions{}), 0);
 }
 
 // A second set_train_data drops the CUDA graphs captured on the first (they hold its buffers and N): training on

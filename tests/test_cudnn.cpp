@@ -137,13 +137,7 @@ TEST(CudnnBackend, SameSeedTwiceIsBitwiseIdentical) {
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 300, 100, 10);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
-    auto a = cudnn_backend(mode), b = cudnn_backend(mode);
-    const Trained ta = train(*a, pr, 1e-2f), tb = train(*b, pr, 1e-2f);
-    EXPECT_EQ(count_nan(ta.params), 0u);
-    EXPECT_EQ(std::memcmp(ta.params.data(), tb.params.data(), ta.params.size() * sizeof(float)), 0);
-    EXPECT_EQ(std::memcmp(ta.losses.data(), tb.losses.data(), ta.losses.size() * sizeof(float)), 0);
-    const Trained tc = train(*a, pr, 1e-2f);  // again on a backend that has run before (plans cached)
-    EXPECT_EQ(std::memcmp(ta.params.data(), tc.params.data(), ta.params.size() * sizeof(float)), 0);
+    expect_same_seed_twice_bitwise(*cudnn_backend(mode), *cudnn_backend(mode), pr);
   }
 }
 
@@ -228,30 +222,15 @@ TEST(CudnnBackend, EvalSetsMatchCpu) {
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     expect_eval_sets_match_cpu(*cudnn_backend(mode), pr, pr.N, 1);
-    expect_eval_set_sees_trained_params(*cudnn_backend(mode), 1);
   }
 }
 
 // Training steps without a loss do not wait for the device; an evaluation right after them sees their parameters.
 TEST(CudnnBackend, EvaluationAfterAsynchronousSteps) {
   SB_SKIP_WITHOUT_CUDA();
-  const Problem pr(ConvBaseShape{25, 40, 10}, 3, 120, 40, 5);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
-    auto gpu = cudnn_backend(mode);
-    gpu->reset(pr.shape, pr.S, pr.params.data(), AdamConfig{});
-    gpu->set_train_data(pr.x.data(), pr.labels.data(), pr.N);
-    for (const auto& rows : pr.batches) gpu->train_step(rows.data(), pr.B, 1e-2f, nullptr);
-    const int N = 31, K = pr.shape.classes;
-    std::vector<float> got(size_t(pr.S) * N * K, kNaN), want(got.size());
-    gpu->predict(pr.x.data(), N, true, got.data());
-    std::vector<float> trained(pr.params.size());
-    gpu->get_params(trained.data());
-    EXPECT_GT(count_unequal(trained, pr.params), 0u) << "the steps changed nothing";
-    auto cpu = make_backend("cpu", 2);
-    cpu->reset(pr.shape, pr.S, trained.data(), AdamConfig{});
-    cpu->predict(pr.x.data(), N, true, want.data());
-    EXPECT_LE(rel_error(got, want), 1e-5);
+    expect_evaluation_sees_trained_params(*cudnn_backend(mode), 1);
   }
 }
 

@@ -75,12 +75,12 @@ class DeviceBackend : public Backend {
     EvalScores scores(S_, shape_.classes);
     if (id == kTrainingSet) {
       run_evaluate(Output::scores, x_train_.data(), true, labels_train_.data(), N_, true, nullptr, &scores);
-      scores.finish(train_total_, N_, out);
+      scores.finish(train_total_, out);
       return;
     }
     const DeviceEvalSet& set = eval_sets_[size_t(id)];
-    run_evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N, set.per_seed, nullptr, &scores);
-    scores.finish(set.total, set.N, out);
+    run_evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N(), set.per_seed, nullptr, &scores);
+    scores.finish(set.total, out);
   }
 
  protected:

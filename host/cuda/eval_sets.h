@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <numeric>
 #include <vector>
 
 #include "cuda_check.h"
@@ -18,8 +19,8 @@ struct DeviceEvalSet {
   DeviceArray<float> x;         // (S, N, L) per seed, or (N, L) shared
   DeviceArray<int32_t> labels;  // (N)
   std::vector<int64_t> total;   // (K): samples of each class
-  int N = 0;
   bool per_seed = false;
+  int N() const { return int(labels.size()); }
 };
 
 // Samples of each class among labels (N).
@@ -39,7 +40,7 @@ inline DeviceEvalSet upload_eval_set(const float* x, const int32_t* labels, int 
   copy_to_device(set.x.data(), x, nx * sizeof(float));
   copy_to_device(set.labels.data(), labels, size_t(N) * sizeof(int32_t));
   set.total = class_totals(labels, N, K);
-  set.N = N, set.per_seed = per_seed;
+  set.per_seed = per_seed;
   return set;
 }
 
@@ -47,18 +48,6 @@ inline DeviceEvalSet upload_eval_set(const float* x, const int32_t* labels, int 
 class EvalScores {
  public:
   EvalScores(int S, int K) : S_(S), K_(K), loss_sum_(size_t(S), 0.0), correct_(size_t(S) * K, 0) {}
-
-  // After the CE kernel wrote a chunk of n samples' scores (loss (S) means, correct (S, K)) on `stream`: waits for
-  // them and adds them.
-  void add_chunk(const float* loss, const int32_t* correct, int n, cudaStream_t stream) {
-    std::vector<float> l(static_cast<size_t>(S_));
-    std::vector<int32_t> c(static_cast<size_t>(S_) * K_);
-    SB_CUDA_CHECK(cudaMemcpyAsync(l.data(), loss, l.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
-    SB_CUDA_CHECK(cudaMemcpyAsync(c.data(), correct, c.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
-    SB_CUDA_CHECK(cudaStreamSynchronize(stream));
-    for (int s = 0; s < S_; ++s) loss_sum_[size_t(s)] += double(l[size_t(s)]) * n;
-    for (size_t i = 0; i < c.size(); ++i) correct_[i] += c[i];
-  }
 
   // Scores a chunk of n samples: logits (S, n, K) against labels (n, device, shared by the seeds) with the fused CE
   // kernel into loss (S) and correct (S, K) (device scratch), then adds them.
@@ -72,13 +61,26 @@ class EvalScores {
     add_chunk(loss, correct, n, stream);
   }
 
-  // Metrics of N samples, total[k] of them of class k.
-  void finish(const std::vector<int64_t>& total, int N, SetMetrics* out) const {
+  // Metrics of the set whose class k has total[k] samples.
+  void finish(const std::vector<int64_t>& total, SetMetrics* out) const {
+    const int N = int(std::accumulate(total.begin(), total.end(), int64_t(0)));
     for (int s = 0; s < S_; ++s)
       out[s] = metrics_from_counts(correct_.data() + size_t(s) * K_, total.data(), K_, N, loss_sum_[size_t(s)]);
   }
 
  private:
+  // After the CE kernel wrote a chunk of n samples' scores (loss (S) means, correct (S, K)) on `stream`: waits for
+  // them and adds them.
+  void add_chunk(const float* loss, const int32_t* correct, int n, cudaStream_t stream) {
+    std::vector<float> l(static_cast<size_t>(S_));
+    std::vector<int32_t> c(static_cast<size_t>(S_) * K_);
+    SB_CUDA_CHECK(cudaMemcpyAsync(l.data(), loss, l.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    SB_CUDA_CHECK(cudaMemcpyAsync(c.data(), correct, c.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+    SB_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int s = 0; s < S_; ++s) loss_sum_[size_t(s)] += double(l[size_t(s)]) * n;
+    for (size_t i = 0; i < c.size(); ++i) correct_[i] += c[i];
+  }
+
   int S_, K_;
   std::vector<double> loss_sum_;
   std::vector<int64_t> correct_;
