@@ -163,7 +163,7 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
     curves["step"] = steps;
     rec["curves"] = curves;
     if (!r.shortcut_reliance.empty()) rec["shortcut_reliance"] = r.shortcut_reliance;
-    if (r.has_dfr) rec["dfr"] = {{"l1", setting(r.dfr_l1)}};
+    if (r.has_dfr) rec["dfr"] = {{"l1", setting(r.dfr_l1)}, {"tune_worst_group", vec_json(r.dfr_tune_worst_group)}};
     if (r.has_afr)
       rec["afr"] = {{"gamma", setting(r.afr_gamma)},   {"lambda", setting(r.afr_lambda)},         {"epoch", r.afr_epoch},
                     {"ess", r.afr_ess},       {"class_mass", vec_json(r.afr_class_mass)},

@@ -398,6 +398,7 @@ struct Study {
       set_head(params.data() + size_t(s) * P, r.head);
       records[s].has_dfr = true;
       records[s].dfr_l1 = r.l1;
+      records[s].dfr_tune_worst_group = r.tune_worst_group_per_l1;
     }
     tm.stages.push_back({"head_fit", seconds_since(t0), 0, false});
     finish(method, params, x_sp, records, cross, tm);

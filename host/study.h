@@ -53,9 +53,10 @@ struct RunRecord {
   std::map<std::string, SetMetrics> metrics;  // final model
   std::map<std::string, double> shortcut_reliance;  // per set: share of saliency on the shortcut's block
   std::vector<CurvePoint> curves;             // ERM training (AFR: stage 1); empty for DFR
-  // Method details: dfr.l1; afr.{gamma, lambda, epoch, ess, class_mass, stage1_steps}.
+  // Method details: dfr.{l1, tune_worst_group}; afr.{gamma, lambda, epoch, ess, class_mass, stage1_steps}.
   bool has_dfr = false, has_afr = false;
   float dfr_l1 = 0;
+  std::vector<double> dfr_tune_worst_group;  // per l1 of the grid, in grid order (DfrResult); empty for dfr-source
   float afr_gamma = 0, afr_lambda = 0;
   int afr_epoch = 0, afr_stage1_steps = 0;
   double afr_ess = 0;
