@@ -4,7 +4,7 @@
 // The target: 1,000,000 samples in under 10 s on the 2-core CI machine.
 #include <benchmark/benchmark.h>
 
-#include "generator.h"
+#include "data/generator.h"
 
 namespace {
 

@@ -21,18 +21,19 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "backend_cuda.h"
-#include "conv1d.h"
-#include "convbase.h"
-#include "cuda_check.h"
-#include "device_memory.h"
-#include "philox.h"
+#include "core/backend.h"
+#include "core/philox.h"
+#include "cpu/convbase.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/device_memory.h"
+#include "kernels/conv1d.h"
+#include "kernels/cuda_check.h"
 
 #ifdef SB_HAVE_CUDNN
 #include <cudnn.h>
 
-#include "cudnn_conv.h"
+#include "cuda/cudnn_conv.h"
+#include "study/backends.h"
 #endif
 
 namespace {

@@ -1,13 +1,13 @@
 // Adam's elementwise update (see adam.h). The _rn intrinsics are never contracted into FMAs and round as the
 // CPU's SSE/AVX instructions do (IEEE division and square root), so the result matches adam_update bit for bit.
-#include "adam.h"
+#include "kernels/adam.h"
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <stdexcept>
 
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 namespace sb::gpu {
 namespace {

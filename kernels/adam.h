@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstddef>
 
-#include "gpu_stream.h"
+#include "kernels/gpu_stream.h"
 
 namespace sb::gpu {
 

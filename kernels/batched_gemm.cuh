@@ -37,7 +37,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 namespace sb::gpu::gemm {
 

@@ -2,7 +2,7 @@
 // GEMM coordinates (m, n, r) to tensor elements; the comments give the mapping and the CPU twin's sum order.
 // The divisions by the lengths and K are by gemm::FastDivisor (exact for 0 <= n < 2^31, and m, r, n are ints >= 0):
 // the elements read, hence the bits, are those of plain integer division.
-#include "conv1d.h"
+#include "kernels/conv1d.h"
 
 #include <algorithm>
 #include <climits>
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "batched_gemm.cuh"
+#include "kernels/batched_gemm.cuh"
 
 namespace sb::gpu {
 namespace {

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <string>
 
-#include "gpu_stream.h"
+#include "kernels/gpu_stream.h"
 
 namespace sb::gpu {
 

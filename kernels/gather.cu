@@ -1,13 +1,13 @@
 // Batch gather (see gather.h): one thread per element of xb; the thread of a row's first element also writes
 // its label.
-#include "gather.h"
+#include "kernels/gather.h"
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <stdexcept>
 
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 namespace sb::gpu {
 namespace {

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "gpu_stream.h"
+#include "kernels/gpu_stream.h"
 
 namespace sb::gpu {
 

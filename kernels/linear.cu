@@ -1,13 +1,13 @@
 // The linear head as batched GEMMs over seeds (see linear.h and batched_gemm.cuh). No workspace: R (F, B or M)
 // is short, so every output is one chain, never split.
-#include "linear.h"
+#include "kernels/linear.h"
 
 #include <climits>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
 
-#include "batched_gemm.cuh"
+#include "kernels/batched_gemm.cuh"
 
 namespace sb::gpu {
 namespace {

@@ -8,7 +8,7 @@
 #pragma once
 #include <cstddef>
 
-#include "gpu_stream.h"
+#include "kernels/gpu_stream.h"
 
 namespace sb::gpu {
 

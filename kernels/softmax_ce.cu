@@ -2,7 +2,7 @@
 // B > threads). The seed's loss is a double sum: each thread adds its samples in order, then a fixed tree over
 // the threads, so it is bitwise reproducible and independent of S. Correct counts are integer shared-memory
 // atomics (exact in any order).
-#include "softmax_ce.h"
+#include "kernels/softmax_ce.h"
 
 #include <cuda_runtime.h>
 
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 namespace sb::gpu {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "gpu_stream.h"
+#include "kernels/gpu_stream.h"
 
 namespace sb::gpu {
 

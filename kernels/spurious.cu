@@ -20,7 +20,7 @@
 // nvcc would otherwise fuse it into one fma, which the host (x86-64 SSE2, no contraction) never does and
 // which could move the rejection test z >= 0 by half an ulp. Likewise round(p * n_k) uses
 // __dmul_rn/__dsub_rn, so the planted counts are computed exactly as on the host.
-#include "spurious_cuda.h"
+#include "kernels/spurious_cuda.h"
 
 #include <cuda_runtime.h>
 
@@ -28,8 +28,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "cuda_check.h"
-#include "philox.h"
+#include "core/philox.h"
+#include "kernels/cuda_check.h"
 
 namespace sb {
 

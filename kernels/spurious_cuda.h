@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "spurious.h"
+#include "core/spurious_config.h"
 
 namespace sb {
 

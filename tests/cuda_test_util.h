@@ -12,10 +12,11 @@
 #include <stdexcept>
 #include <vector>
 
-#include "backend.h"
-#include "convbase.h"
-#include "cpu_layers.h"
-#include "philox.h"
+#include "core/backend.h"
+#include "core/philox.h"
+#include "cpu/convbase.h"
+#include "cpu/simd.h"
+#include "study/backends.h"
 
 namespace sb::test_util {
 

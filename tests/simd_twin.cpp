@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "cpu_layers.h"
+#include "cpu/simd.h"
 
 namespace {
 

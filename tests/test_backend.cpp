@@ -6,10 +6,11 @@
 #include <stdexcept>
 #include <vector>
 
-#include "backend.h"
-#include "convbase.h"
-#include "metrics.h"
-#include "philox.h"
+#include "core/backend.h"
+#include "core/metrics.h"
+#include "core/philox.h"
+#include "cpu/convbase.h"
+#include "study/backends.h"
 
 namespace {
 

@@ -9,11 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/backend.h"
+#include "data/data.h"
+#include "data/npy.h"
+#include "study/backends.h"
+#include "study/study.h"
 #include "test_paths.h"
-#include "backend.h"
-#include "data.h"
-#include "npy.h"
-#include "study.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

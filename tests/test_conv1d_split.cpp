@@ -6,7 +6,8 @@
 // Without a device every test skips; without a CUDA compiler the file holds one skipping test.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "core/backend.h"
+#include "cpu/conv1d.h"
 
 #if SB_HAVE_CUDA
 
@@ -18,11 +19,11 @@
 #include <string>
 #include <vector>
 
-#include "conv1d.h"
-#include "cpu_layers.h"
-#include "device_memory.h"
-#include "philox.h"
+#include "core/philox.h"
+#include "cuda/device_memory.h"
 #include "cuda_test_util.h"
+#include "kernels/conv1d.h"
+#include "study/backends.h"
 
 namespace {
 

@@ -14,10 +14,15 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "convbase.h"
-#include "cpu_layers.h"
-#include "philox.h"
+#include "core/backend.h"
+#include "core/philox.h"
+#include "cpu/adam.h"
+#include "cpu/conv1d.h"
+#include "cpu/convbase.h"
+#include "cpu/linear.h"
+#include "cpu/simd.h"
+#include "cpu/softmax_ce.h"
+#include "study/backends.h"
 
 using namespace sb;
 

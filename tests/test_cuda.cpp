@@ -5,7 +5,12 @@
 // file holds one skipping test.
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "core/backend.h"
+#include "cpu/adam.h"
+#include "cpu/conv1d.h"
+#include "cpu/linear.h"
+#include "cpu/simd.h"
+#include "cpu/softmax_ce.h"
 
 #if SB_HAVE_CUDA
 
@@ -19,17 +24,17 @@
 #include <string>
 #include <vector>
 
-#include "adam.h"
-#include "backend_cuda.h"
-#include "conv1d.h"
-#include "convbase.h"
-#include "cpu_layers.h"
+#include "core/philox.h"
+#include "cpu/convbase.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/device_memory.h"
 #include "cuda_test_util.h"
-#include "device_memory.h"
-#include "gather.h"
-#include "linear.h"
-#include "philox.h"
-#include "softmax_ce.h"
+#include "kernels/adam.h"
+#include "kernels/conv1d.h"
+#include "kernels/gather.h"
+#include "kernels/linear.h"
+#include "kernels/softmax_ce.h"
+#include "study/backends.h"
 
 namespace {
 

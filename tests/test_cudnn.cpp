@@ -9,10 +9,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "backend.h"
+#include "core/backend.h"
+#include "study/backends.h"
 
 #if SB_HAVE_CUDA
-#include "backend_cuda.h"
+#include "cuda/backend_cuda.h"
 #endif
 
 namespace {
@@ -60,8 +61,9 @@ TEST(CudnnBackend, RejectsUnknownConvolutionMode) {
 #include <memory>
 #include <vector>
 
-#include "convbase.h"
+#include "cpu/convbase.h"
 #include "cuda_test_util.h"
+#include "study/backends.h"
 
 namespace {
 

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <numeric>
 
+#include "data/data.h"
+#include "data/npy.h"
 #include "test_paths.h"
-#include "data.h"
-#include "npy.h"
 
 namespace fs = std::filesystem;
 using namespace sb;

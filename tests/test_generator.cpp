@@ -14,14 +14,15 @@
 #include <random>
 #include <sstream>
 
+#include "cli/generate_cli.h"
+#include "core/backend.h"
+#include "data/data.h"
+#include "data/generator.h"
+#include "data/legacy_random.h"
+#include "data/npy.h"
+#include "study/backends.h"
+#include "study/study.h"
 #include "test_paths.h"
-#include "backend.h"
-#include "data.h"
-#include "generate_cli.h"
-#include "generator.h"
-#include "legacy_random.h"
-#include "npy.h"
-#include "study.h"
 
 namespace fs = std::filesystem;
 using namespace sb;

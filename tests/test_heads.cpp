@@ -9,8 +9,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "heads.h"
-#include "philox.h"
+#include "core/philox.h"
+#include "study/heads.h"
 
 using namespace sb;
 

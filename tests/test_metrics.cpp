@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "metrics.h"
+#include "core/metrics.h"
 
 using namespace sb;
 

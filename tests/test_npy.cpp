@@ -15,7 +15,7 @@
 
 #include <unistd.h>
 
-#include "npy.h"
+#include "data/npy.h"
 
 namespace fs = std::filesystem;
 using namespace sb;

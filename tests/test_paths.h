@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "philox.h"
+#include "core/philox.h"
 
 inline std::string sb_env_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);

@@ -7,7 +7,7 @@
 #include <set>
 #include <vector>
 
-#include "philox.h"
+#include "core/philox.h"
 
 using namespace sb;
 

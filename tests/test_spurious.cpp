@@ -12,9 +12,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/philox.h"
+#include "cpu/spurious.h"
 #include "test_paths.h"
-#include "philox.h"
-#include "spurious.h"
 
 using namespace sb;
 

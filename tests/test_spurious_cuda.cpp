@@ -19,11 +19,12 @@
 #include <utility>
 #include <vector>
 
+#include "core/backend.h"
+#include "core/philox.h"
+#include "cpu/spurious.h"
+#include "kernels/spurious_cuda.h"
+#include "study/backends.h"
 #include "test_paths.h"
-#include "backend.h"
-#include "philox.h"
-#include "spurious.h"
-#include "spurious_cuda.h"
 
 using namespace sb;
 

@@ -6,8 +6,9 @@
 #include <numeric>
 #include <set>
 
-#include "backend.h"
-#include "study.h"
+#include "core/backend.h"
+#include "study/backends.h"
+#include "study/study.h"
 
 using namespace sb;
 

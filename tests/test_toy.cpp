@@ -12,11 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli/toy_cli.h"
+#include "core/philox.h"
+#include "cpu/simd.h"
+#include "study/toy.h"
 #include "test_paths.h"
-#include "cpu_layers.h"
-#include "philox.h"
-#include "toy.h"
-#include "toy_cli.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

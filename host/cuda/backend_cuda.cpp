@@ -1,5 +1,5 @@
 // Device discovery and the factory of the CUDA backends.
-#include "backend_cuda.h"
+#include "cuda/backend_cuda.h"
 
 #include <cuda_runtime.h>
 

@@ -21,21 +21,21 @@
 #include <utility>
 #include <vector>
 
-#include "adam.h"
-#include "backend.h"
-#include "backend_cuda.h"
-#include "conv1d.h"
-#include "convbase.h"
-#include "cuda_check.h"
-#include "cuda_handles.h"
-#include "step_inputs.h"
-#include "device_backend.h"
-#include "device_memory.h"
-#include "eval_sets.h"
-#include "gather.h"
-#include "linear.h"
-#include "nvtx.h"  // host/nvtx.h
-#include "softmax_ce.h"
+#include "core/backend.h"
+#include "core/model.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/cuda_handles.h"
+#include "cuda/device_backend.h"
+#include "cuda/device_memory.h"
+#include "cuda/eval_sets.h"
+#include "cuda/step_inputs.h"
+#include "kernels/adam.h"
+#include "kernels/conv1d.h"
+#include "kernels/cuda_check.h"
+#include "kernels/gather.h"
+#include "kernels/linear.h"
+#include "core/nvtx.h"  // host/nvtx.h
+#include "kernels/softmax_ce.h"
 
 namespace sb {
 namespace {

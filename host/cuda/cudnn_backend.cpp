@@ -29,7 +29,7 @@
 // never waits for the device (step inputs go through pinned staging slots, as in the cuda backend).
 #include <stdexcept>
 
-#include "backend_cuda.h"
+#include "cuda/backend_cuda.h"
 
 #ifndef SB_HAVE_CUDNN
 
@@ -58,19 +58,19 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include <utility>
 #include <vector>
 
-#include "adam.h"
-#include "backend.h"
-#include "convbase.h"
-#include "cuda_check.h"  // SB_CUDA_CHECK, SB_CUBLAS_CHECK, SB_CUDNN_CHECK: failures throw with file:line
-#include "cuda_handles.h"
-#include "cudnn_conv.h"
-#include "step_inputs.h"
-#include "device_backend.h"
-#include "device_memory.h"
-#include "eval_sets.h"
-#include "gather.h"
-#include "nvtx.h"  // host/nvtx.h
-#include "softmax_ce.h"
+#include "core/backend.h"
+#include "core/model.h"
+#include "kernels/adam.h"
+#include "kernels/cuda_check.h"  // SB_CUDA_CHECK, SB_CUBLAS_CHECK, SB_CUDNN_CHECK: failures throw with file:line
+#include "cuda/cuda_handles.h"
+#include "cuda/cudnn_conv.h"
+#include "cuda/device_backend.h"
+#include "cuda/device_memory.h"
+#include "cuda/eval_sets.h"
+#include "cuda/step_inputs.h"
+#include "kernels/gather.h"
+#include "core/nvtx.h"  // host/nvtx.h
+#include "kernels/softmax_ce.h"
 
 namespace sb {
 namespace {

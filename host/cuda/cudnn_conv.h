@@ -12,8 +12,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "convbase.h"
-#include "cuda_check.h"
+#include "core/model.h"
+#include "kernels/cuda_check.h"
 
 namespace sb::gpu {
 

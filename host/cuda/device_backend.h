@@ -13,13 +13,13 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "convbase.h"
-#include "cuda_check.h"
-#include "cuda_handles.h"
-#include "device_memory.h"
-#include "eval_sets.h"
-#include "nvtx.h"  // host/nvtx.h
+#include "core/backend.h"
+#include "core/model.h"
+#include "cuda/cuda_handles.h"
+#include "cuda/device_memory.h"
+#include "cuda/eval_sets.h"
+#include "kernels/cuda_check.h"
+#include "core/nvtx.h"  // host/nvtx.h
 
 namespace sb::gpu {
 
@@ -118,7 +118,7 @@ class DeviceBackend : public Backend {
   void check_reset(const ConvBaseShape& shape, int S, const float* params) const {
     if (S < 1) throw std::invalid_argument(who_ + ": the number of seeds must be positive");
     if (!params) throw std::invalid_argument(who_ + ": null parameters");
-    ConvBaseWorkspace check(shape, 1);  // validates the shape with the CPU's message
+    check_convbase_shape(shape);
   }
 
   // The first half of reset(), after check_reset: waits for the device, drops the training and evaluation sets,

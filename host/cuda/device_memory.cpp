@@ -1,9 +1,9 @@
 // Device memory helpers of device_memory.h.
-#include "device_memory.h"
+#include "cuda/device_memory.h"
 
 #include <cuda_runtime.h>
 
-#include "cuda_check.h"
+#include "kernels/cuda_check.h"
 
 namespace sb::gpu {
 

@@ -8,10 +8,10 @@
 #include <numeric>
 #include <vector>
 
-#include "cuda_check.h"
-#include "device_memory.h"
-#include "metrics.h"
-#include "softmax_ce.h"
+#include "core/metrics.h"
+#include "cuda/device_memory.h"
+#include "kernels/cuda_check.h"
+#include "kernels/softmax_ce.h"
 
 namespace sb::gpu {
 

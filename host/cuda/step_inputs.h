@@ -11,10 +11,10 @@
 #include <memory>
 #include <vector>
 
-#include "adam.h"
-#include "cuda_check.h"
-#include "cuda_handles.h"
-#include "device_memory.h"
+#include "cuda/cuda_handles.h"
+#include "cuda/device_memory.h"
+#include "kernels/adam.h"
+#include "kernels/cuda_check.h"
 
 namespace sb::gpu {
 

@@ -1,0 +1,347 @@
+#include "cli/cli.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <type_traits>
+
+#include "cli/generate_cli.h"
+#include "cli/toy_cli.h"
+#include "core/backend.h"
+#include "core/text_util.h"
+#include "data/data.h"
+#include "data/npy.h"
+#include "report/report.h"
+#include "study/backends.h"
+#include "study/study.h"
+
+namespace sb {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Options shared by the main command and `dataset`: what the spurious transform does.
+struct SpuriousFlags {
+  std::string noise_draw = "class";
+  void add(CLI::App& app, SpuriousConfig& sp, bool with_p = true) {
+    if (with_p)
+      app.add_option("--p", sp.p, "Fraction of each class that gets the planted feature, in [0, 1]")
+          ->capture_default_str();
+    app.add_option("--noise-mean", sp.mean, "Mean of the truncated normal noise (>= 0 part kept)")
+        ->capture_default_str();
+    app.add_option("--noise-sd", sp.sd, "Standard deviation of the truncated normal noise")->capture_default_str();
+    app.add_option("--block-stride", sp.stride, "Block of class k starts at feature k*stride")->capture_default_str();
+    app.add_option("--block-width", sp.width, "Features per block (clipped at the sequence end)")
+        ->capture_default_str();
+    app.add_option("--noise-draw", noise_draw,
+                   "class: one value per class and seed; sample: one per planted sample; element: one per feature")
+        ->capture_default_str();
+  }
+};
+
+void print_progress(const std::string& method, int step, int steps, double clean, double loss, double rate) {
+  std::fprintf(stderr, "[%s] step %d/%d  train loss %.4f  clean test acc %.4f  %.0f seed-steps/s\n", method.c_str(),
+               step, steps, loss, clean, rate);
+  std::fflush(stderr);
+}
+
+void print_note(const std::string& method, const std::string& what) {
+  std::fprintf(stderr, "[%s] %s\n", method.c_str(), what.c_str());
+  std::fflush(stderr);
+}
+
+// Numbers of a comma-separated list, with the flag named in the error.
+template <class T>
+std::vector<T> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<T> out;
+  for (const std::string& item : split_list(text)) {
+    const double v = parse_number(item, flag);
+    if (!std::isfinite(v)) throw std::invalid_argument(flag + ": '" + item + "' is not a number");
+    if (std::is_integral<T>::value && v != std::floor(v))
+      throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
+    out.push_back(T(v));
+  }
+  if (out.empty()) throw std::invalid_argument(flag + " needs at least one value");
+  return out;
+}
+
+void print_cross_seed(const StudyResult& result) {
+  std::printf("%-12s %-8s %-10s %-22s %-22s %-20s %-20s\n", "method", "underspec", "(aligned)", "disagreement clean",
+              "disagreement conflict", "beats erm (wg clean)", "shortcut reliance");
+  for (const auto& m : result.methods) {
+    const MethodCrossSeed& c = result.cross_seed.at(m);
+    auto get = [](const std::map<std::string, double>& mp, const char* k) {
+      auto it = mp.find(k);
+      return it == mp.end() ? std::nan("") : it->second;
+    };
+    double rel = 0;
+    int n = 0;
+    for (const RunRecord& r : result.runs)
+      if (r.method == m && r.shortcut_reliance.count("test_clean")) rel += r.shortcut_reliance.at("test_clean"), ++n;
+    std::printf("%-12s %-8.2f %-10.2f %-22.4f %-22.4f %-20.2f %-20.4f\n", m.c_str(),
+                get(c.underspecification, "test_conflicting"), get(c.underspecification, "test_aligned"),
+                get(c.disagreement, "test_clean"), get(c.disagreement, "test_conflicting"),
+                get(c.beats_erm_worst_group, "test_clean"), n ? rel / n : std::nan(""));
+  }
+}
+
+void print_timing(const StudyResult& result, const ConvBaseShape& shape, int batch) {
+  for (const auto& m : result.methods) {
+    const MethodTiming& t = result.timing.at(m);
+    std::printf("timing %-11s wall %7.2f s", m.c_str(), t.wall_s);
+    if (t.train_s > 0)
+      std::printf("  %.0f seed-steps/s  %.4f s/epoch  %.1f GFLOP/s", t.seed_steps_per_s, t.epoch_s,
+                  t.seed_steps_per_s * shape.train_step_flops() * batch * 1e-9);
+    std::printf("  |");
+    for (const StageTiming& st : t.stages)
+      std::printf(" %s %.2f s%s", st.name.c_str(), st.s, st.shared ? " (shared)" : "");
+    std::printf("\n");
+  }
+}
+
+int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
+             const BackendOptions& backend_options, const std::string& data_dir, const std::string& out_json, const std::string& out_csv, bool quiet) {
+  Dataset data = load_dataset(data_dir);
+  for (float p : ps) {
+    cfg.spurious.p = p;
+    validate(cfg, data);
+  }
+  if (!out_json.empty()) check_writable(out_json);
+  if (!out_csv.empty()) check_writable(out_csv);
+  std::unique_ptr<Backend> backend = make_backend(backend_name, backend_options);
+  RunEnvironment env{backend->name(), backend->device(), backend->threads()};
+
+  nlohmann::json doc, sweep = nlohmann::json::array();
+  std::string csv;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    cfg.spurious.p = ps[i];
+    if (!quiet)
+      std::fprintf(stderr, "bench_spurious: %d seeds x %d steps, methods %s, p %.3g%s, C %d, backend %s (%s, %d threads)\n",
+                   cfg.seeds, cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p,
+                   ps.size() > 1 ? (" (" + std::to_string(i + 1) + " of " + std::to_string(ps.size()) + ")").c_str() : "",
+                   cfg.channels, backend->name().c_str(), backend->device().c_str(), backend->threads());
+    StudyResult result = run_study(cfg, data, *backend, quiet ? ProgressFn{} : ProgressFn{print_progress},
+                                   quiet ? NoteFn{} : NoteFn{print_note});
+    if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
+    std::cout << summary_table(cfg, result);
+    print_cross_seed(result);
+    print_timing(result, ConvBaseShape{cfg.channels, data.length, data.classes}, cfg.batch);
+    std::fflush(stdout);
+    nlohmann::json j = results_json(cfg, data, env, result);
+    csv += results_csv(result, ps[i], i == 0);
+    if (ps.size() == 1) {
+      doc = std::move(j);
+    } else {
+      if (i == 0) doc = {{"schema", j["schema"]}, {"created", j["created"]}, {"config", j["config"]}, {"environment", j["environment"]}};
+      sweep.push_back({{"p", j["config"]["spurious"]["p"]}, {"runs", j["runs"]}, {"summary", j["summary"]},
+                       {"timing", j["timing"]}, {"cross_seed", j["cross_seed"]}});
+    }
+  }
+  if (ps.size() > 1) {
+    doc["config"]["spurious"].erase("p");  // each sweep entry names its p
+    doc["config"]["spurious"]["p_sweep"] = nlohmann::json::array();
+    for (const auto& e : sweep) doc["config"]["spurious"]["p_sweep"].push_back(e["p"]);
+    doc["sweep"] = std::move(sweep);
+  }
+  if (!out_json.empty()) write_file_atomic(out_json, doc.dump(1) + "\n");
+  if (!out_csv.empty()) write_file_atomic(out_csv, csv);
+  return 0;
+}
+
+// Writes every array into a staging folder, then moves them into place, so a failure leaves no partial set.
+int run_dataset(StudyConfig& cfg, uint32_t seed_index, const std::string& data_dir, const std::string& out_dir) {
+  Dataset data = load_dataset(data_dir);
+  validate(cfg.spurious, data.length);
+  SeedData sd = make_seed_data(cfg, data, seed_index);
+
+  fs::path out(out_dir);
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw std::runtime_error("cannot write " + out_dir + ": it exists and is not a folder");
+  fs::path staging = fs::path(out_dir + ".tmp." + std::to_string(::getpid()));
+  if (!fs::create_directories(staging, ec) && ec)
+    throw std::runtime_error("cannot write " + out_dir + ": " + ec.message());
+  try {
+    const size_t N = data.n_train, NT = data.n_test, L = data.length;
+    write_npy((staging / "x_train.npy").string(), sd.train.data(), {N, L});
+    write_npy((staging / "y_train.npy").string(), data.y_train.data(), {N});
+    write_npy((staging / "planted_train.npy").string(), sd.planted_train.data(), {N});
+    write_npy((staging / "x_test_clean.npy").string(), data.x_test.data(), {NT, L});
+    write_npy((staging / "x_test_aligned.npy").string(), sd.test_aligned.data(), {NT, L});
+    write_npy((staging / "x_test_conflicting.npy").string(), sd.test_conflicting.data(), {NT, L});
+    write_npy((staging / "planted_test_conflicting.npy").string(), sd.planted_conflicting.data(), {NT});
+    write_npy((staging / "y_test.npy").string(), data.y_test.data(), {NT});
+    nlohmann::json meta = {{"schema", "spurious-bench/dataset/v1"},
+                           {"seed", cfg.seed},
+                           {"seed_index", seed_index},
+                           {"p", cfg.spurious.p},
+                           {"noise_mean", cfg.spurious.mean},
+                           {"noise_sd", cfg.spurious.sd},
+                           {"block_stride", cfg.spurious.stride},
+                           {"block_width", cfg.spurious.width},
+                           {"noise_draw", to_string(cfg.spurious.draw)},
+                           {"class_noise_values", class_noise_values(cfg.spurious, cfg.seed, seed_index)},
+                           {"data_source", data.source},
+                           {"files",
+                            {{"x_train.npy", "D_sp training inputs (float32, N x L)"},
+                             {"y_train.npy", "training labels (int32)"},
+                             {"planted_train.npy", "class whose block was planted in each training sample, -1 if none"},
+                             {"x_test_clean.npy", "clean test inputs"},
+                             {"x_test_aligned.npy", "test inputs with the training transform at p = 1"},
+                             {"x_test_conflicting.npy", "test inputs with another class's block planted"},
+                             {"planted_test_conflicting.npy", "class whose block was planted in each conflicting sample"},
+                             {"y_test.npy", "test labels (int32)"}}}};
+    write_file_atomic((staging / "dataset.json").string(), meta.dump(1) + "\n");
+    fs::create_directories(out, ec);
+    if (ec) throw std::runtime_error("cannot write " + out_dir + ": " + ec.message());
+    for (const auto& entry : fs::directory_iterator(staging)) fs::rename(entry.path(), out / entry.path().filename());
+    fs::remove(staging);
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  std::printf("wrote D_sp of seed index %u (base seed %llu, p %.3g) to %s\n", seed_index,
+              static_cast<unsigned long long>(cfg.seed), cfg.spurious.p, out_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{
+      "spurious-bench: trains many seeds of the MNIST-1D CNN at once on data with a planted spurious feature and "
+      "reports accuracy and worst-group accuracy per method and test set (clean, aligned, conflicting)."};
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+
+  StudyConfig cfg;
+  SpuriousFlags spurious_flags;
+  std::string methods = CLI::detail::join(cfg.methods, ","), backend = "cpu", data_dir, out_json, out_csv;
+  std::string p_list = "0.9", l1_grid = CLI::detail::join(cfg.dfr.l1_grid, ","), gammas = CLI::detail::join(cfg.afr.gammas, ","),
+              lambdas = CLI::detail::join(cfg.afr.lambdas, ","), stage1_steps;
+  bool no_saliency = false;
+  BackendOptions backend_options;
+  bool no_graphs = false;
+  bool quiet = false;
+  app.add_option("--seeds", cfg.seeds, "Number of seeds trained in parallel")->capture_default_str();
+  app.add_option("--steps", cfg.steps, "Training steps per seed")->capture_default_str();
+  spurious_flags.add(app, cfg.spurious, false);
+  app.add_option("--p", p_list,
+                 "Fraction of each class that gets the planted feature, in [0, 1]; a comma-separated list runs a sweep")
+      ->capture_default_str();
+  app.add_option("--methods", methods,
+                 "Comma-separated methods: erm-base (ERM on D_base), erm (ERM on D_sp), dfr, dfr-source (last-layer "
+                 "retraining on D_base: paper / source variant), afr, afr-source (automatic feature reweighting: "
+                 "paper / source variant)")
+      ->capture_default_str();
+  app.add_option("--channels", cfg.channels, "Channels C of the ConvBase conv layers")->capture_default_str();
+  app.add_option("--lr", cfg.lr, "Adam learning rate")->capture_default_str();
+  app.add_option("--batch", cfg.batch, "Batch size")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "Base seed of every random stream")->capture_default_str();
+  app.add_option("--eval-every", cfg.eval_every, "Evaluate (and record curves) every N steps")->capture_default_str();
+  app.add_flag("--fixed-order", cfg.fixed_order, "Use the reference's fixed batch order instead of reshuffling");
+  app.add_option("--threads", backend_options.threads, "CPU threads (0 = all)")->capture_default_str();
+  app.add_option("--backend", backend, "Backend: cpu, cuda (our kernels), cudnn (the cuDNN/cuBLAS baseline)")
+      ->capture_default_str();
+  CLI::Option* streams_opt =
+      app.add_option("--streams", backend_options.streams,
+                     "cuda: split the seeds into this many groups, each trained on its own CUDA stream")
+          ->capture_default_str();
+  CLI::Option* per_seed_opt =
+      app.add_flag("--stream-per-seed", backend_options.stream_per_seed,
+                   "cuda: one stream per seed, no batching across seeds (shows what batching buys)")
+          ->excludes(streams_opt);
+  CLI::Option* no_graphs_opt =
+      app.add_flag("--no-graphs", no_graphs, "cuda: launch every kernel of a step instead of replaying a CUDA graph");
+  CLI::Option* cudnn_conv_opt =
+      app.add_option("--cudnn-conv", backend_options.cudnn_conv,
+                     "cudnn: 'grouped' (one grouped convolution over all seeds) or 'per-seed' (one per seed)")
+          ->check(CLI::IsMember({"grouped", "per-seed"}))
+          ->capture_default_str();
+  app.add_option("--data", data_dir,
+                 "Folder with x_train.npy, y_train.npy, x_test.npy, y_test.npy (as `generate` writes) or the raw x_train.f32, "
+                 "y_train.i32, x_test.f32, y_test.i32 (default: the embedded MNIST-1D)");
+  app.add_option("--out", out_json, "Write results JSON here (written atomically)");
+  app.add_option("--csv", out_csv, "Write per-seed final metrics CSV here (written atomically)");
+  app.add_flag("-q,--quiet", quiet, "No progress on stderr");
+  app.add_option("--dfr-fraction", cfg.dfr_fraction, "DFR: share of D_base the head is refit on")->capture_default_str();
+  app.add_option("--dfr-subsamples", cfg.dfr.subsamples, "DFR: class-balanced subsamples whose heads are averaged")
+      ->capture_default_str();
+  app.add_option("--dfr-l1-grid", l1_grid, "DFR: L1 strengths tried (chosen by worst-group accuracy on a tuning half)")
+      ->capture_default_str();
+  app.add_option("--afr-stage1-fraction", cfg.afr_stage1_fraction, "AFR: share of D_sp stage 1 trains on")
+      ->capture_default_str();
+  app.add_option("--afr-stage1-steps", stage1_steps,
+                 "AFR: stage-1 training steps (default: --steps); a comma-separated list runs afr@N for each");
+  app.add_option("--afr-gammas", gammas, "AFR: gamma grid")->capture_default_str();
+  app.add_option("--afr-lambdas", lambdas, "AFR: lambda grid")->capture_default_str();
+  app.add_option("--afr-epochs", cfg.afr.epochs, "AFR: full-batch epochs of stage 2")->capture_default_str();
+  app.add_flag("--no-saliency", no_saliency, "Skip the saliency maps and shortcut-reliance numbers");
+
+  CLI::App* dataset = app.add_subcommand(
+      "dataset", "Write the exact D_sp training set and the three test sets one seed sees, as .npy files");
+  StudyConfig ds_cfg;
+  SpuriousFlags ds_flags;
+  uint32_t seed_index = 0;
+  std::string ds_out, ds_data;
+  ds_flags.add(*dataset, ds_cfg.spurious);
+  dataset->add_option("--seed", ds_cfg.seed, "Base seed")->capture_default_str();
+  dataset->add_option("--seed-index", seed_index, "Seed index within the run")->capture_default_str();
+  dataset->add_option("--data", ds_data, "Input folder (default: the embedded MNIST-1D)");
+  dataset->add_option("--out", ds_out, "Output folder")->required();
+
+  auto generate = add_generate_command(app);
+  auto toy = add_toy_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "bench_spurious: error: %s (see --help)\n", e.what());
+    return 2;
+  }
+
+  try {
+    if (generate_parsed(*generate)) return run_generate(*generate);
+    if (toy_parsed(*toy)) return run_toy(*toy);
+    if (dataset->parsed()) {
+      ds_cfg.spurious.draw = parse_noise_draw(ds_flags.noise_draw);
+      return run_dataset(ds_cfg, seed_index, ds_data, ds_out);
+    }
+    cfg.spurious.draw = parse_noise_draw(spurious_flags.noise_draw);
+    cfg.methods = split_list(methods);
+    cfg.dfr.l1_grid = parse_list<float>("--dfr-l1-grid", l1_grid);
+    cfg.afr.gammas = parse_list<float>("--afr-gammas", gammas);
+    cfg.afr.lambdas = parse_list<float>("--afr-lambdas", lambdas);
+    if (!stage1_steps.empty()) cfg.afr_stage1_steps = parse_list<int>("--afr-stage1-steps", stage1_steps);
+    cfg.saliency = !no_saliency;
+    const std::vector<float> ps = parse_list<float>("--p", p_list);
+    if (backend_options.threads < 0) throw std::invalid_argument("--threads must be 0 (all) or a positive integer");
+    if (backend_options.streams < 1) throw std::invalid_argument("--streams must be a positive integer");
+    for (const CLI::Option* o : {streams_opt, per_seed_opt, no_graphs_opt})
+      if (o->count() > 0 && backend != "cuda")
+        throw std::invalid_argument(o->get_name() + " applies to --backend cuda only");
+    if (cudnn_conv_opt->count() > 0 && backend != "cudnn")
+      throw std::invalid_argument("--cudnn-conv applies to --backend cudnn only");
+    backend_options.graphs = !no_graphs;
+    return run_main(cfg, ps, backend, backend_options, data_dir, out_json, out_csv, quiet);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace sb

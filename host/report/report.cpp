@@ -1,0 +1,287 @@
+#include "report/report.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "sb_git_commit.h"
+#include "core/text_util.h"  // generated at build time
+
+namespace sb {
+namespace {
+
+using nlohmann::json;
+
+// A float setting as the decimal the user typed (0.01, not 0.009999999776).
+json setting(float f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", f);
+  return std::strtod(buf, nullptr);
+}
+
+json floats_json(const std::vector<float>& v) {
+  json a = json::array();
+  for (float x : v) a.push_back(setting(x));
+  return a;
+}
+
+json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json set_metrics_json(const SetMetrics& m) {
+  json per_group = json::array();
+  for (double a : m.per_group_accuracy) per_group.push_back(finite_or_null(a));
+  return {{"accuracy", m.accuracy},
+          {"worst_group_accuracy", m.worst_group_accuracy},
+          {"per_group_accuracy", per_group},
+          {"loss", finite_or_null(m.loss)}};
+}
+
+json stats_json(const SeedStats& s) {
+  return {{"mean", s.mean}, {"std", s.std},       {"min", s.min},
+          {"max", s.max},   {"median", s.median}, {"ci95", {s.ci95_lo, s.ci95_hi}},
+          {"n", s.n}};
+}
+
+const char* kMetrics[] = {"accuracy", "worst_group_accuracy", "loss"};
+
+double metric_of(const SetMetrics& m, const std::string& name) {
+  if (name == "accuracy") return m.accuracy;
+  if (name == "worst_group_accuracy") return m.worst_group_accuracy;
+  return m.loss;
+}
+
+// Per-seed values of a metric; "shortcut_reliance" comes from the saliency (absent when it was off).
+std::vector<double> values_of(const StudyResult& r, const std::string& method, const std::string& set,
+                              const std::string& metric) {
+  std::vector<double> v;
+  for (const auto& run : r.runs) {
+    if (run.method != method) continue;
+    if (metric == "shortcut_reliance") {
+      auto it = run.shortcut_reliance.find(set);
+      if (it != run.shortcut_reliance.end()) v.push_back(it->second);
+    } else {
+      v.push_back(metric_of(run.metrics.at(set), metric));
+    }
+  }
+  return v;
+}
+
+json vec_json(const std::vector<double>& v) {
+  json a = json::array();
+  for (double x : v) a.push_back(finite_or_null(x));
+  return a;
+}
+
+std::string temp_path_for(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+}  // namespace
+
+json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env, const StudyResult& result) {
+  json j;
+  j["schema"] = "spurious-bench/results/v1";
+  j["created"] = utc_now();
+  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
+  j["config"] = {
+      {"seeds", cfg.seeds},
+      {"steps", cfg.steps},
+      {"batch", cfg.batch},
+      {"lr", setting(cfg.lr)},
+      {"channels", cfg.channels},
+      {"parameters_per_seed", shape.num_params()},
+      {"seed", cfg.seed},
+      {"eval_every", cfg.eval_every},
+      {"batch_order", cfg.fixed_order ? "fixed" : "reshuffle-per-epoch"},
+      {"methods", cfg.methods},
+      {"dfr",
+       {{"fraction", setting(cfg.dfr_fraction)},
+        {"subsamples", cfg.dfr.subsamples},
+        {"l1_grid", floats_json(cfg.dfr.l1_grid)}}},
+      {"afr",
+       {{"stage1_fraction", setting(cfg.afr_stage1_fraction)},
+        {"stage1_steps", cfg.afr_stage1_steps.empty() ? std::vector<int>{cfg.steps} : cfg.afr_stage1_steps},
+        {"gammas", floats_json(cfg.afr.gammas)},
+        {"lambdas", floats_json(cfg.afr.lambdas)},
+        {"epochs", cfg.afr.epochs},
+        {"lr", setting(cfg.afr.lr)},
+        {"clip", setting(cfg.afr.clip)}}},
+      {"saliency", cfg.saliency},
+      {"optimizer", {{"name", "adam"}, {"beta1", setting(cfg.adam.beta1)}, {"beta2", setting(cfg.adam.beta2)}, {"eps", setting(cfg.adam.eps)}}},
+      {"spurious",
+       {{"p", setting(cfg.spurious.p)},
+        {"noise_mean", setting(cfg.spurious.mean)},
+        {"noise_sd", setting(cfg.spurious.sd)},
+        {"block_stride", cfg.spurious.stride},
+        {"block_width", cfg.spurious.width},
+        {"noise_draw", to_string(cfg.spurious.draw)}}},
+      {"data",
+       {{"source", data.source},
+        {"n_train", data.n_train},
+        {"n_test", data.n_test},
+        {"length", data.length},
+        {"classes", data.classes}}},
+  };
+  j["environment"] = {{"backend", env.backend},
+                      {"device", env.device},
+                      {"threads", env.threads},
+                      {"hardware_threads", std::thread::hardware_concurrency()},
+                      {"version", SB_VERSION},
+                      {"git_commit", SB_GIT_COMMIT},
+                      {"compiler",
+#ifdef __clang__
+                       "clang " __clang_version__
+#else
+                       "gcc " __VERSION__
+#endif
+                      },
+                      {"nlohmann_json",
+                       std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) +
+                           "." + std::to_string(NLOHMANN_JSON_VERSION_PATCH)}};
+
+  json runs = json::array();
+  for (const RunRecord& r : result.runs) {
+    json rec = {{"seed_index", r.seed_index}, {"method", r.method}};
+    for (const auto& set : study_sets()) rec["metrics"][set] = set_metrics_json(r.metrics.at(set));
+    json steps = json::array();
+    json curves;
+    for (const auto& set : study_sets())
+      for (const char* m : kMetrics) curves[set][m] = json::array();
+    for (const CurvePoint& c : r.curves) {
+      steps.push_back(c.step);
+      for (const auto& set : study_sets())
+        for (const char* m : kMetrics) curves[set][m].push_back(finite_or_null(metric_of(c.sets.at(set), m)));
+    }
+    curves["step"] = steps;
+    rec["curves"] = curves;
+    if (!r.shortcut_reliance.empty()) rec["shortcut_reliance"] = r.shortcut_reliance;
+    if (r.has_dfr) rec["dfr"] = {{"l1", setting(r.dfr_l1)}, {"tune_worst_group", vec_json(r.dfr_tune_worst_group)}};
+    if (r.has_afr)
+      rec["afr"] = {{"gamma", setting(r.afr_gamma)},   {"lambda", setting(r.afr_lambda)},         {"epoch", r.afr_epoch},
+                    {"ess", r.afr_ess},       {"class_mass", vec_json(r.afr_class_mass)},
+                    {"stage1_steps", r.afr_stage1_steps}};
+    runs.push_back(rec);
+  }
+  j["runs"] = runs;
+
+  json summary, timing, cross;
+  for (const auto& method : result.methods) {
+    for (const auto& set : study_sets()) {
+      for (const char* m : kMetrics) summary[method][set][m] = stats_json(seed_stats(values_of(result, method, set, m)));
+      const std::vector<double> rel = values_of(result, method, set, "shortcut_reliance");
+      if (!rel.empty()) summary[method][set]["shortcut_reliance"] = stats_json(seed_stats(rel));
+    }
+    const MethodTiming& t = result.timing.at(method);
+    json stages = json::array();
+    for (const StageTiming& st : t.stages) {
+      json e = {{"stage", st.name}, {"s", st.s}, {"shared", st.shared}};
+      if (st.epochs > 0) e["epochs"] = st.epochs, e["epoch_s"] = st.s / st.epochs;
+      stages.push_back(e);
+    }
+    timing[method] = {{"wall_s", t.wall_s},
+                      {"train_s", t.train_s},
+                      {"eval_s", t.eval_s},
+                      {"seed_steps_per_s", t.seed_steps_per_s},
+                      {"epoch_s", t.epoch_s},
+                      {"stages", stages}};
+    if (t.seed_steps_per_s > 0) {
+      const double flops = shape.train_step_flops() * cfg.batch, bytes = shape.train_step_bytes(cfg.batch);
+      timing[method]["flops_per_seed_step"] = flops;
+      timing[method]["bytes_per_seed_step"] = bytes;
+      timing[method]["gflop_per_s"] = flops * t.seed_steps_per_s * 1e-9;
+    }
+    const MethodCrossSeed& c = result.cross_seed.at(method);
+    json& cm = cross[method];
+    cm["underspecification"] = c.underspecification;
+    cm["disagreement"] = c.disagreement;
+    if (!c.beats_erm_worst_group.empty()) cm["beats_erm_worst_group"] = c.beats_erm_worst_group;
+    if (!c.afr_p_histogram.empty()) cm["afr_p_histogram"] = {{"bins", 20}, {"range", {0, 1}}, {"counts", vec_json(c.afr_p_histogram)}};
+    if (!c.saliency.empty()) {
+      json sal;
+      for (const auto& [set, map] : c.saliency) sal[set] = vec_json(map);
+      cm["saliency"] = {{"shape", {data.classes, data.length}}, {"sets", sal}};
+    }
+  }
+  j["summary"] = summary;
+  j["timing"] = timing;
+  j["cross_seed"] = cross;
+  return j;
+}
+
+std::string results_csv(const StudyResult& result, double p, bool header) {
+  std::ostringstream out;
+  out.precision(9);
+  if (header) out << "p,seed_index,method,set,accuracy,worst_group_accuracy,loss,shortcut_reliance\n";
+  for (const RunRecord& r : result.runs)
+    for (const auto& set : study_sets()) {
+      const SetMetrics& m = r.metrics.at(set);
+      out << setting(float(p)).get<double>() << ',' << r.seed_index << ',' << r.method << ',' << set << ','
+          << m.accuracy << ',' << m.worst_group_accuracy << ',' << m.loss << ',';
+      auto it = r.shortcut_reliance.find(set);
+      if (it != r.shortcut_reliance.end()) out << it->second;
+      out << '\n';
+    }
+  return out.str();
+}
+
+std::string summary_table(const StudyConfig& /*cfg*/, const StudyResult& result) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-10s %-17s %-22s %-7s %-7s   %-22s %-7s %-7s\n", "method", "set",
+                "accuracy mean ± std", "min", "max", "worst-group mean ± std", "min", "max");
+  out << line;
+  for (const auto& method : result.methods)
+    for (const auto& set : study_sets()) {
+      const SeedStats a = seed_stats(values_of(result, method, set, "accuracy"));
+      const SeedStats w = seed_stats(values_of(result, method, set, "worst_group_accuracy"));
+      std::snprintf(line, sizeof line, "%-10s %-17s %.4f ± %.4f        %.4f  %.4f    %.4f ± %.4f          %.4f  %.4f\n",
+                    method.c_str(), set.c_str(), a.mean, a.std, a.min, a.max, w.mean, w.std, w.min, w.max);
+      out << line;
+    }
+  return out.str();
+}
+
+void check_writable(const std::string& path) {
+  const std::string tmp = temp_path_for(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  ::close(fd);
+  ::unlink(tmp.c_str());
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  const std::string tmp = temp_path_for(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+  }
+}
+
+}  // namespace sb

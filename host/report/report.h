@@ -1,0 +1,32 @@
+// Results of a study as JSON (docs/results-format.md), per-seed CSV and a summary table.
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "study/study.h"
+
+namespace sb {
+
+struct RunEnvironment {
+  std::string backend, device;
+  int threads = 0;
+};
+
+// The whole results document, schema "spurious-bench/results/v1".
+nlohmann::json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env,
+                            const StudyResult& result);
+
+// One row per (seed_index, method, set) with the final metrics, p first (sweeps append blocks).
+std::string results_csv(const StudyResult& result, double p, bool header = true);
+
+// Mean ± std [min, max] per method and set, for the terminal.
+std::string summary_table(const StudyConfig& cfg, const StudyResult& result);
+
+// Writes through a temporary file in the same folder and rename(), so readers never see a partial file.
+void write_file_atomic(const std::string& path, const std::string& content);
+
+// Fails early (before hours of training) if `path` cannot be created: throws with the reason.
+void check_writable(const std::string& path);
+
+}  // namespace sb

@@ -1,0 +1,123 @@
+// The MNIST-1D study on one backend: data per seed, training protocol (study.md §3), metrics per
+// seed, method and set, curves and timings.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/metrics.h"
+#include "cpu/spurious.h"
+#include "data/data.h"
+#include "study/heads.h"
+
+namespace sb {
+
+struct StudyConfig {
+  int seeds = 100;
+  int steps = 6000;
+  int batch = 100;
+  float lr = 1e-2f;
+  int channels = 25;
+  uint64_t seed = 0;  // base seed of every random stream
+  int eval_every = 250;
+  bool fixed_order = false;  // the reference's unshuffled batch order instead of a reshuffle per epoch
+  std::vector<std::string> methods = {"erm-base", "erm", "dfr", "dfr-source", "afr", "afr-source"};
+  SpuriousConfig spurious;
+  AdamConfig adam;
+  float dfr_fraction = 0.25f;  // share of D_base DFR refits the head on
+  DfrConfig dfr;
+  float afr_stage1_fraction = 0.8f;  // AFR stage 1 trains on this share of D_sp, stage 2 on the rest
+  std::vector<int> afr_stage1_steps;  // empty: `steps`; several values run `afr@N` for each (a sweep)
+  AfrConfig afr;
+  bool saliency = true;
+};
+
+// Sets every metric is reported on, in report order.
+const std::vector<std::string>& study_sets();  // train, test_clean, test_aligned, test_conflicting
+const std::vector<std::string>& known_methods();
+
+// Throws std::invalid_argument with a one-line reason for any setting that cannot run.
+void validate(const StudyConfig& cfg, const Dataset& data);
+
+struct CurvePoint {
+  int step = 0;
+  std::map<std::string, SetMetrics> sets;
+};
+
+struct RunRecord {
+  int seed_index = 0;
+  std::string method;
+  std::map<std::string, SetMetrics> metrics;  // final model
+  std::map<std::string, double> shortcut_reliance;  // per set: share of saliency on the shortcut's block
+  std::vector<CurvePoint> curves;             // ERM training (AFR: stage 1); empty for DFR
+  // Method details: dfr.{l1, tune_worst_group}; afr.{gamma, lambda, epoch, ess, class_mass, stage1_steps}.
+  bool has_dfr = false, has_afr = false;
+  float dfr_l1 = 0;
+  std::vector<double> dfr_tune_worst_group;  // per l1 of the grid, in grid order (DfrResult); empty for dfr-source
+  float afr_gamma = 0, afr_lambda = 0;
+  int afr_epoch = 0, afr_stage1_steps = 0;
+  double afr_ess = 0;
+  std::vector<double> afr_class_mass;
+};
+
+// One stage of a method, all seeds together: seconds, epochs run (per seed) and seconds per epoch.
+struct StageTiming {
+  std::string name;
+  double s = 0, epochs = 0;
+  bool shared = false;  // reused from another method of this run (not counted in its wall_s)
+};
+
+struct MethodTiming {
+  double wall_s = 0;            // everything this method ran (shared stages excluded)
+  double train_s = 0;           // ERM training steps (AFR: stage 1)
+  double eval_s = 0;
+  double seed_steps_per_s = 0;  // seeds * steps / train_s (0 without ERM training of its own)
+  double epoch_s = 0;           // train_s per epoch (all seeds)
+  std::vector<StageTiming> stages;
+};
+
+// Across-seed statistics of one method beyond the per-metric summaries (study.md §5).
+struct MethodCrossSeed {
+  // std of accuracy on a shifted set over std on test_clean, for test_aligned and test_conflicting.
+  std::map<std::string, double> underspecification;
+  // Mean over seed pairs of the share of samples where the two seeds predict differently, per test set.
+  std::map<std::string, double> disagreement;
+  // Share of seeds whose worst-group accuracy beats `erm` of the same seed index (ties count half), per set.
+  std::map<std::string, double> beats_erm_worst_group;
+  // Saliency per (class, feature), mean over seeds and samples, per set; (classes * length).
+  std::map<std::string, std::vector<double>> saliency;
+  std::vector<double> afr_p_histogram;  // AFR: stage-1 p_true on the stage-2 set, 20 bins over [0, 1]
+};
+
+struct StudyResult {
+  std::vector<RunRecord> runs;  // seed-major within each method, methods in config order
+  std::vector<std::string> methods;  // as run (an AFR stage-1 sweep expands afr into afr@N)
+  std::map<std::string, MethodTiming> timing;
+  std::map<std::string, MethodCrossSeed> cross_seed;
+};
+
+// Called after each evaluation: method, step, steps, mean clean test accuracy, mean training loss,
+// seed-steps per second so far.
+using ProgressFn = std::function<void(const std::string&, int, int, double, double, double)>;
+
+// Called when a method enters a stage that prints no step progress (head fits, saliency).
+using NoteFn = std::function<void(const std::string& method, const std::string& what)>;
+
+StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& backend, const ProgressFn& progress = {},
+                      const NoteFn& note = {});
+
+// The training inputs one seed sees for a method: D_base for erm-base, D_sp for erm.
+struct SeedData {
+  std::vector<float> train, test_aligned, test_conflicting;
+  std::vector<int32_t> planted_train, planted_conflicting;
+};
+SeedData make_seed_data(const StudyConfig& cfg, const Dataset& data, uint32_t seed_index);
+
+// Row order of the training set for step `step` (0-based) of seed seed_index: B rows.
+void batch_rows(const StudyConfig& cfg, int n_train, uint32_t seed_index, int step, int32_t* rows,
+                std::vector<int32_t>& epoch_perm);
+
+}  // namespace sb

@@ -1,0 +1,3 @@
+#include "cli/cli.h"
+#include "cpu/conv_cpu.h"
+int main() { conv_cpu(); }

@@ -1,0 +1,2 @@
+#include "core/philox.h"
+#include <CLI/CLI.hpp>

@@ -1,0 +1,2 @@
+#include "kernels/conv1d.h"
+void conv1d_cuda() {}

@@ -1,0 +1,3 @@
+#pragma once
+#include "core/philox.h"
+void conv1d_cuda();

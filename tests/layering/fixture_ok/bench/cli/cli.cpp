@@ -1,0 +1,3 @@
+#include "cli/cli.h"
+#include "cpu/conv_cpu.h"
+#include "kernels/conv1d.h"

@@ -1,0 +1,2 @@
+#pragma once
+#define SB_TEST_DATA "tests/data"
