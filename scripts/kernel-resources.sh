@@ -24,7 +24,7 @@ usage() {
 ARCH=sm_90
 OUT=""
 ROOT="${SB_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
-COMMAND_LINE="bash $(printf '%q' "$0")$(printf ' %q' "$@")"
+COMMAND_LINE="bash $(printf '%q' "$0")"; (($#)) && COMMAND_LINE+="$(printf ' %q' "$@")"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --arch) ARCH="${2:?--arch needs a value, e.g. sm_90}"; shift 2 ;;
