@@ -18,6 +18,12 @@
 #include "cpu/simd.h"
 #include "study/backends.h"
 
+// Skips a GPU test, with the reason, on a machine without a CUDA device: `what` ("the cudnn backend is") is only
+// compared with the CPU where a GPU runs it (CI runs it on the CPU emulation, tests/emu/).
+#define SB_SKIP_WITHOUT_CUDA(what) \
+  if (sb::cuda_device_count() == 0)  \
+  GTEST_SKIP() << "no CUDA device on this machine: " << (what) << " only compared with the CPU on a GPU"
+
 namespace sb::test_util {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();

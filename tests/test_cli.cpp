@@ -13,6 +13,7 @@
 #include "data/data.h"
 #include "data/npy.h"
 #include "study/backends.h"
+#include "study/methods/methods.h"
 #include "study/study.h"
 #include "test_paths.h"
 
@@ -81,6 +82,10 @@ TEST(Cli, HelpListsTheFlags) {
                            "--threads", "--backend", "--streams", "--stream-per-seed", "--no-graphs", "--cudnn-conv", "--data",
                            "--out", "--csv", "dataset"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  // --methods lists the registry, which is also what validation accepts.
+  EXPECT_EQ(sb::known_methods().size(), sb::study_methods().size());
+  for (const sb::Method& m : sb::study_methods())
+    EXPECT_NE(r.out.find(m.name + " (" + m.summary + ")"), std::string::npos) << m.name;
 }
 
 TEST(Cli, BadInputIsOneLineAndNoFile) {

@@ -42,10 +42,8 @@ using namespace sb;
 using namespace sb::test_util;
 using gpu::DeviceArray;
 
-#define SB_SKIP_WITHOUT_CUDA()                                                                               \
-  if (sb::cuda_device_count() == 0)                                                                          \
-  GTEST_SKIP() << "no CUDA device on this machine: the CUDA kernels and the cuda backend are only compared " \
-                  "with the CPU on a GPU"
+// What this file compares with the CPU, for the skip message.
+constexpr char kComparedOnGpu[] = "the CUDA kernels and the cuda backend are";
 
 // On FMA levels the CPU twins of the forward pass and the input gradients chain one FMA per term in the order the
 // GPU does, so the results are identical; on SSE2 (two roundings per term) they agree to float rounding.
@@ -88,7 +86,7 @@ std::string describe(const ConvCase& c) {
 }
 
 TEST(CudaKernels, Conv1dForwardMatchesCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   uint64_t key = 100;
   for (const ConvCase& c : kConvCases)
     for (const bool relu : {false, true})
@@ -122,7 +120,7 @@ TEST(CudaKernels, Conv1dForwardMatchesCpu) {
 }
 
 TEST(CudaKernels, Conv1dBackwardInputMatchesCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   uint64_t key = 200;
   for (const ConvCase& c : kConvCases)
     for (const int variant : {0, 1, 2}) {  // plain, ReLU mask, absolute value (saliency)
@@ -160,7 +158,7 @@ TEST(CudaKernels, Conv1dBackwardInputMatchesCpu) {
 }
 
 TEST(CudaKernels, Conv1dBackwardWeightsMatchesCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   uint64_t key = 300;
   for (const ConvCase& c : kConvCases) {
     SCOPED_TRACE(describe(c));
@@ -218,7 +216,7 @@ void from_feature_major(const std::vector<float>& fm, int B, int W, float* sm) {
 }
 
 TEST(CudaKernels, LinearForwardAndBackwardMatchCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   uint64_t key = 400;
   for (const LinearCase& c : kLinearCases) {
     SCOPED_TRACE(describe(c));
@@ -271,7 +269,7 @@ TEST(CudaKernels, LinearForwardAndBackwardMatchCpu) {
 }
 
 TEST(CudaKernels, SoftmaxCrossEntropyMatchesCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   struct Case {
     int S, B, K;
   };
@@ -323,7 +321,7 @@ TEST(CudaKernels, SoftmaxCrossEntropyMatchesCpu) {
 }
 
 TEST(CudaKernels, SoftmaxCrossEntropyOutputsAreOptional) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const int S = 2, B = 9, K = 10;
   const std::vector<float> logits = random_floats(size_t(S) * B * K, 77);
   const std::vector<int32_t> labels = random_ints(size_t(S) * B, 78, K);
@@ -344,7 +342,7 @@ TEST(CudaKernels, SoftmaxCrossEntropyOutputsAreOptional) {
 }
 
 TEST(CudaKernels, TrueLogitGradientIsOneHot) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const int S = 3, B = 11, K = 10;
   const std::vector<int32_t> labels = random_ints(B, 79, K);  // shared by the seeds
   DeviceArray<int32_t> d_labels(labels);
@@ -358,7 +356,7 @@ TEST(CudaKernels, TrueLogitGradientIsOneHot) {
 }
 
 TEST(CudaKernels, AdamMatchesCpuBitForBit) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const size_t n = 3 * 1001;  // (S, P) with a ragged P
   const AdamConfig cfg;
   std::vector<float> p = random_floats(n, 600), m(n, 0.0f), v(n, 0.0f);
@@ -380,7 +378,7 @@ TEST(CudaKernels, AdamMatchesCpuBitForBit) {
 }
 
 TEST(CudaKernels, GatherBatchRows) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const int S = 3, B = 7, N = 11, L = 40;
   const std::vector<float> x = random_floats(size_t(S) * N * L, 700);
   const std::vector<int32_t> labels = random_ints(N, 701, 10);
@@ -407,7 +405,7 @@ TEST(CudaKernels, GatherBatchRows) {
 }
 
 TEST(CudaKernels, LaunchersRejectBadShapes) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   DeviceArray<float> buf(64);
   float* p = buf.data();
   EXPECT_THROW(gpu::conv1d_forward({1, 1, 1, 1, 5, 2}, p, 0, p, p, 0, true, p, nullptr), std::invalid_argument);
@@ -426,28 +424,28 @@ std::unique_ptr<Backend> cuda_backend(const CudaBackendOptions& options = {}) {
 
 // Ten steps on the CPU and on the GPU agree (with the tame learning rate and Adam eps of cuda_test_util.h, and why).
 TEST(CudaBackend, TenStepsMatchCpuC25) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   expect_ten_steps_match_cpu(*cuda_backend(), ConvBaseShape{25, 40, 10}, 3, 211, 37);
 }
 
 TEST(CudaBackend, TenStepsMatchCpuC256) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   expect_ten_steps_match_cpu(*cuda_backend(), ConvBaseShape{256, 40, 10}, 1, 64, 8);
 }
 
 TEST(CudaBackend, OddShapesTrainLikeCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   expect_ten_steps_match_cpu(*cuda_backend(), ConvBaseShape{7, 23, 4}, 2, 50, 13);  // L 23 -> 11 -> 6 -> 3, 4 classes
 }
 
 TEST(CudaBackend, SameSeedTwiceIsBitwiseIdentical) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 300, 100, 10);
   expect_same_seed_twice_bitwise(*cuda_backend(), *cuda_backend(), pr);
 }
 
 TEST(CudaBackend, SeedResultsIndependentOfSeedCountStreamsAndGraphs) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{25, 40, 10}, 5, 200, 50, 10);
   auto ref_backend = cuda_backend();
   const Trained ref = train(*ref_backend, pr, 1e-2f);
@@ -479,7 +477,7 @@ TEST(CudaBackend, SeedResultsIndependentOfSeedCountStreamsAndGraphs) {
 }
 
 TEST(CudaBackend, PredictFeaturesSaliencyMatchCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const int C : {25, 256}) {
     const ConvBaseShape shape{C, 40, 10};
     const int S = C == 25 ? 3 : 2, N = 23;
@@ -518,7 +516,7 @@ TEST(CudaBackend, PredictFeaturesSaliencyMatchCpu) {
 // Periodic evaluation's scoring on the device (the fused CE kernel's counts, summed over chunks) equals the CPU's
 // scoring of its logits: the forward sums are the CPU's, so every count is exact.
 TEST(CudaBackend, EvalSetsMatchCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 23, 1, 0);
   for (const int chunk : {0, 7}) {  // one chunk, and ragged chunks of 7
     SCOPED_TRACE("chunk " + std::to_string(chunk));
@@ -533,7 +531,7 @@ TEST(CudaBackend, EvalSetsMatchCpu) {
 // A second set_train_data drops the CUDA graphs captured on the first (they hold its buffers and N): training on
 // other data afterwards gives the bits of the same run without graphs.
 TEST(CudaBackend, NewTrainingDataAfterCapturedSteps) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem first(ConvBaseShape{25, 40, 10}, 2, 60, 20, 4);
   Problem second(ConvBaseShape{25, 40, 10}, 2, 50, 20, 3);
   for (float& v : second.x) v *= 0.5f;  // other inputs, another N
@@ -555,7 +553,7 @@ TEST(CudaBackend, NewTrainingDataAfterCapturedSteps) {
 }
 
 TEST(CudaBackend, NamesAndErrors) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   auto be = make_backend("cuda", 1);
   EXPECT_EQ(be->name(), "cuda");
   EXPECT_FALSE(be->device().empty());

@@ -70,9 +70,8 @@ namespace {
 using namespace sb;
 using namespace sb::test_util;
 
-#define SB_SKIP_WITHOUT_CUDA()                                                                                \
-  if (sb::cuda_device_count() == 0)                                                                           \
-  GTEST_SKIP() << "no CUDA device on this machine: the cudnn backend is only compared with the CPU on a GPU"
+// What this file compares with the CPU, for the skip message.
+constexpr char kComparedOnGpu[] = "the cudnn backend is";
 
 const char* const kModes[] = {"grouped", "per-seed"};
 
@@ -89,7 +88,7 @@ std::unique_ptr<Backend> cudnn_backend(const std::string& mode) {
 // seed 2's conv2.weight by 1.3e-4 relative (1.5e-2 of its update). A failure of that size in a single tensor of a
 // single seed is such a flip, not a layout bug (those are off by O(1) from the first step).
 TEST(CudnnBackend, TenStepsCpuCudaCudnnAgree) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 150, 20, 10);
   auto cpu = make_backend("cpu", 2);
   const Trained want = train_ten_steps(*cpu, pr, 1);
@@ -119,7 +118,7 @@ TEST(CudnnBackend, TenStepsCpuCudaCudnnAgree) {
 }
 
 TEST(CudnnBackend, TenStepsMatchCpuC256) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     expect_ten_steps_match_cpu(*cudnn_backend(mode), ConvBaseShape{256, 40, 10}, 2, 64, 8);
@@ -127,7 +126,7 @@ TEST(CudnnBackend, TenStepsMatchCpuC256) {
 }
 
 TEST(CudnnBackend, OddShapesTrainLikeCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     expect_ten_steps_match_cpu(*cudnn_backend(mode), ConvBaseShape{7, 23, 4}, 2, 50, 13);  // L 23 -> 11 -> 6 -> 3
@@ -135,7 +134,7 @@ TEST(CudnnBackend, OddShapesTrainLikeCpu) {
 }
 
 TEST(CudnnBackend, SameSeedTwiceIsBitwiseIdentical) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 300, 100, 10);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
@@ -145,7 +144,7 @@ TEST(CudnnBackend, SameSeedTwiceIsBitwiseIdentical) {
 
 // The device keeps parameters tensor-major; the interface's (S, P) must come back exactly.
 TEST(CudnnBackend, ResetAndGetParamsRoundTrip) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{7, 23, 4}, 3, 10, 1, 0);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
@@ -188,7 +187,7 @@ void expect_evaluation_matches_cpu(Backend& gpu, const ConvBaseShape& shape, int
 }
 
 TEST(CudnnBackend, PredictFeaturesSaliencyMatchCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const int C : {25, 256})
     for (const char* mode : kModes) {
       SCOPED_TRACE("C=" + std::to_string(C) + " " + mode);
@@ -203,7 +202,7 @@ TEST(CudnnBackend, PredictFeaturesSaliencyMatchCpu) {
 
 // More samples than one evaluation chunk holds (8192 at most): a full chunk, then a ragged one.
 TEST(CudnnBackend, EvaluationAcrossChunks) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const ConvBaseShape shape{25, 40, 10};
   const int S = 2, N = 8192 + 37;
   const Problem pr(shape, S, N, 1, 0);
@@ -219,7 +218,7 @@ TEST(CudnnBackend, EvaluationAcrossChunks) {
 // Periodic evaluation's scoring on the device. cuDNN sums in its own order, so a sample at a near-tie of two logits
 // may go the other way: one per seed and set is allowed.
 TEST(CudnnBackend, EvalSetsMatchCpu) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 23, 1, 0);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
@@ -229,7 +228,7 @@ TEST(CudnnBackend, EvalSetsMatchCpu) {
 
 // Training steps without a loss do not wait for the device; an evaluation right after them sees their parameters.
 TEST(CudnnBackend, EvaluationAfterAsynchronousSteps) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     expect_evaluation_sees_trained_params(*cudnn_backend(mode), 1);
@@ -237,7 +236,7 @@ TEST(CudnnBackend, EvaluationAfterAsynchronousSteps) {
 }
 
 TEST(CudnnBackend, NamesAndErrors) {
-  SB_SKIP_WITHOUT_CUDA();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     BackendOptions options;

@@ -24,16 +24,15 @@
 #include "cpu/spurious.h"
 #include "kernels/spurious_cuda.h"
 #include "study/backends.h"
+#include "cuda_test_util.h"
 #include "test_paths.h"
 
 using namespace sb;
 
 namespace {
 
-#define SKIP_WITHOUT_DEVICE()                                                                           \
-  if (sb::cuda_device_count() == 0)                                                                     \
-  GTEST_SKIP() << "no CUDA device on this machine: the device build of D_sp and the test sets is only " \
-                  "compared with the CPU on a GPU"
+// What this file compares with the CPU, for the skip message.
+constexpr char kComparedOnGpu[] = "the device build of D_sp and the test sets is";
 
 enum class Set { train, aligned, conflicting };
 const char* name(Set s) { return s == Set::train ? "D_sp" : s == Set::aligned ? "aligned" : "conflicting"; }
@@ -190,25 +189,25 @@ const NoiseDraw kDraws[] = {NoiseDraw::per_class, NoiseDraw::per_sample, NoiseDr
 }  // namespace
 
 TEST(SpuriousCuda, TrainingSetMatchesHostPerSeed) {
-  SKIP_WITHOUT_DEVICE();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const Case& cs : kCases)
     for (NoiseDraw d : kDraws) run_case(cs, d, Set::train);
 }
 
 TEST(SpuriousCuda, AlignedTestSetMatchesHostPerSeed) {
-  SKIP_WITHOUT_DEVICE();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const Case& cs : kCases)
     for (NoiseDraw d : kDraws) run_case(cs, d, Set::aligned);
 }
 
 TEST(SpuriousCuda, ConflictingTestSetMatchesHostPerSeed) {
-  SKIP_WITHOUT_DEVICE();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const Case& cs : kCases)
     for (NoiseDraw d : kDraws) run_case(cs, d, Set::conflicting);
 }
 
 TEST(SpuriousCuda, EveryOutputIsWritten) {
-  SKIP_WITHOUT_DEVICE();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   // The wrappers poison the device outputs first (NaN, 0x80808080); 333 rows leave a partial tile.
   SpuriousConfig c;
   c.stride = 20;
@@ -228,7 +227,7 @@ TEST(SpuriousCuda, EveryOutputIsWritten) {
 }
 
 TEST(SpuriousCuda, SeedRowsDoNotDependOnTheBatch) {
-  SKIP_WITHOUT_DEVICE();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const int N = 1000, L = 40;
   const std::vector<float> x = sb_read_canonical<float>("x_train.f32", size_t(N) * L);
   const std::vector<int32_t> y = sb_read_canonical<int32_t>("y_train.i32", size_t(N));
@@ -254,7 +253,7 @@ TEST(SpuriousCuda, SeedRowsDoNotDependOnTheBatch) {
 // Timing note (no Google Benchmark entry): D_sp of 1000 seeds of the canonical training set, device time of
 // the build alone against the CPU reference per seed; spot-checks three seeds of the large batch.
 TEST(SpuriousCuda, TimingNoteThousandSeeds) {
-  SKIP_WITHOUT_DEVICE();
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const int N = 4000, L = 40, S = 1000;
   const std::vector<float> x = sb_read_canonical<float>("x_train.f32", size_t(N) * L);
   const std::vector<int32_t> y = sb_read_canonical<int32_t>("y_train.i32", size_t(N));

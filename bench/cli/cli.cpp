@@ -21,7 +21,9 @@
 #include "data/data.h"
 #include "data/npy.h"
 #include "report/report.h"
+#include "report/seed_dataset.h"
 #include "study/backends.h"
+#include "study/methods/methods.h"
 #include "study/study.h"
 
 namespace sb {
@@ -74,40 +76,6 @@ std::vector<T> parse_list(const std::string& flag, const std::string& text) {
   return out;
 }
 
-void print_cross_seed(const StudyResult& result) {
-  std::printf("%-12s %-8s %-10s %-22s %-22s %-20s %-20s\n", "method", "underspec", "(aligned)", "disagreement clean",
-              "disagreement conflict", "beats erm (wg clean)", "shortcut reliance");
-  for (const auto& m : result.methods) {
-    const MethodCrossSeed& c = result.cross_seed.at(m);
-    auto get = [](const std::map<std::string, double>& mp, const char* k) {
-      auto it = mp.find(k);
-      return it == mp.end() ? std::nan("") : it->second;
-    };
-    double rel = 0;
-    int n = 0;
-    for (const RunRecord& r : result.runs)
-      if (r.method == m && r.shortcut_reliance.count("test_clean")) rel += r.shortcut_reliance.at("test_clean"), ++n;
-    std::printf("%-12s %-8.2f %-10.2f %-22.4f %-22.4f %-20.2f %-20.4f\n", m.c_str(),
-                get(c.underspecification, "test_conflicting"), get(c.underspecification, "test_aligned"),
-                get(c.disagreement, "test_clean"), get(c.disagreement, "test_conflicting"),
-                get(c.beats_erm_worst_group, "test_clean"), n ? rel / n : std::nan(""));
-  }
-}
-
-void print_timing(const StudyResult& result, const ConvBaseShape& shape, int batch) {
-  for (const auto& m : result.methods) {
-    const MethodTiming& t = result.timing.at(m);
-    std::printf("timing %-11s wall %7.2f s", m.c_str(), t.wall_s);
-    if (t.train_s > 0)
-      std::printf("  %.0f seed-steps/s  %.4f s/epoch  %.1f GFLOP/s", t.seed_steps_per_s, t.epoch_s,
-                  t.seed_steps_per_s * shape.train_step_flops() * batch * 1e-9);
-    std::printf("  |");
-    for (const StageTiming& st : t.stages)
-      std::printf(" %s %.2f s%s", st.name.c_str(), st.s, st.shared ? " (shared)" : "");
-    std::printf("\n");
-  }
-}
-
 int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
              const BackendOptions& backend_options, const std::string& data_dir, const std::string& out_json, const std::string& out_csv, bool quiet) {
   Dataset data = load_dataset(data_dir);
@@ -133,8 +101,8 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
                                    quiet ? NoteFn{} : NoteFn{print_note});
     if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
     std::cout << summary_table(cfg, result);
-    print_cross_seed(result);
-    print_timing(result, ConvBaseShape{cfg.channels, data.length, data.classes}, cfg.batch);
+    std::fputs(cross_seed_table(result).c_str(), stdout);
+    std::fputs(timing_table(result, ConvBaseShape{cfg.channels, data.length, data.classes}, cfg.batch).c_str(), stdout);
     std::fflush(stdout);
     nlohmann::json j = results_json(cfg, data, env, result);
     csv += results_csv(result, ps[i], i == 0);
@@ -159,56 +127,8 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
 
 // Writes every array into a staging folder, then moves them into place, so a failure leaves no partial set.
 int run_dataset(StudyConfig& cfg, uint32_t seed_index, const std::string& data_dir, const std::string& out_dir) {
-  Dataset data = load_dataset(data_dir);
-  validate(cfg.spurious, data.length);
-  SeedData sd = make_seed_data(cfg, data, seed_index);
-
-  fs::path out(out_dir);
-  std::error_code ec;
-  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-    throw std::runtime_error("cannot write " + out_dir + ": it exists and is not a folder");
-  fs::path staging = fs::path(out_dir + ".tmp." + std::to_string(::getpid()));
-  if (!fs::create_directories(staging, ec) && ec)
-    throw std::runtime_error("cannot write " + out_dir + ": " + ec.message());
-  try {
-    const size_t N = data.n_train, NT = data.n_test, L = data.length;
-    write_npy((staging / "x_train.npy").string(), sd.train.data(), {N, L});
-    write_npy((staging / "y_train.npy").string(), data.y_train.data(), {N});
-    write_npy((staging / "planted_train.npy").string(), sd.planted_train.data(), {N});
-    write_npy((staging / "x_test_clean.npy").string(), data.x_test.data(), {NT, L});
-    write_npy((staging / "x_test_aligned.npy").string(), sd.test_aligned.data(), {NT, L});
-    write_npy((staging / "x_test_conflicting.npy").string(), sd.test_conflicting.data(), {NT, L});
-    write_npy((staging / "planted_test_conflicting.npy").string(), sd.planted_conflicting.data(), {NT});
-    write_npy((staging / "y_test.npy").string(), data.y_test.data(), {NT});
-    nlohmann::json meta = {{"schema", "spurious-bench/dataset/v1"},
-                           {"seed", cfg.seed},
-                           {"seed_index", seed_index},
-                           {"p", cfg.spurious.p},
-                           {"noise_mean", cfg.spurious.mean},
-                           {"noise_sd", cfg.spurious.sd},
-                           {"block_stride", cfg.spurious.stride},
-                           {"block_width", cfg.spurious.width},
-                           {"noise_draw", to_string(cfg.spurious.draw)},
-                           {"class_noise_values", class_noise_values(cfg.spurious, cfg.seed, seed_index)},
-                           {"data_source", data.source},
-                           {"files",
-                            {{"x_train.npy", "D_sp training inputs (float32, N x L)"},
-                             {"y_train.npy", "training labels (int32)"},
-                             {"planted_train.npy", "class whose block was planted in each training sample, -1 if none"},
-                             {"x_test_clean.npy", "clean test inputs"},
-                             {"x_test_aligned.npy", "test inputs with the training transform at p = 1"},
-                             {"x_test_conflicting.npy", "test inputs with another class's block planted"},
-                             {"planted_test_conflicting.npy", "class whose block was planted in each conflicting sample"},
-                             {"y_test.npy", "test labels (int32)"}}}};
-    write_file_atomic((staging / "dataset.json").string(), meta.dump(1) + "\n");
-    fs::create_directories(out, ec);
-    if (ec) throw std::runtime_error("cannot write " + out_dir + ": " + ec.message());
-    for (const auto& entry : fs::directory_iterator(staging)) fs::rename(entry.path(), out / entry.path().filename());
-    fs::remove(staging);
-  } catch (...) {
-    fs::remove_all(staging, ec);
-    throw;
-  }
+  const Dataset data = load_dataset(data_dir);
+  write_seed_dataset(cfg, data, seed_index, out_dir);
   std::printf("wrote D_sp of seed index %u (base seed %llu, p %.3g) to %s\n", seed_index,
               static_cast<unsigned long long>(cfg.seed), cfg.spurious.p, out_dir.c_str());
   return 0;
@@ -237,11 +157,10 @@ int run_cli(int argc, char** argv) {
   app.add_option("--p", p_list,
                  "Fraction of each class that gets the planted feature, in [0, 1]; a comma-separated list runs a sweep")
       ->capture_default_str();
-  app.add_option("--methods", methods,
-                 "Comma-separated methods: erm-base (ERM on D_base), erm (ERM on D_sp), dfr, dfr-source (last-layer "
-                 "retraining on D_base: paper / source variant), afr, afr-source (automatic feature reweighting: "
-                 "paper / source variant)")
-      ->capture_default_str();
+  std::string methods_help = "Comma-separated methods:";
+  for (const Method& m : study_methods()) methods_help += " " + m.name + " (" + m.summary + "),";
+  methods_help.back() = '.';
+  app.add_option("--methods", methods, methods_help)->capture_default_str();
   app.add_option("--channels", cfg.channels, "Channels C of the ConvBase conv layers")->capture_default_str();
   app.add_option("--lr", cfg.lr, "Adam learning rate")->capture_default_str();
   app.add_option("--batch", cfg.batch, "Batch size")->capture_default_str();

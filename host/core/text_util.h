@@ -1,5 +1,7 @@
 // Small text helpers shared by the command-line front ends and the reports.
 #pragma once
+#include <cstdarg>
+#include <cstdio>
 #include <ctime>
 #include <sstream>
 #include <stdexcept>
@@ -29,6 +31,19 @@ inline double parse_number(const std::string& s, const std::string& flag) {
   }
   if (used == 0 || used != s.size()) throw std::invalid_argument(flag + ": '" + s + "' is not a number");
   return v;
+}
+
+// printf into a std::string (terminal tables).
+__attribute__((format(printf, 1, 2))) inline std::string strprintf(const char* fmt, ...) {
+  va_list args, copy;
+  va_start(args, fmt);
+  va_copy(copy, args);
+  const int n = std::vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  std::string out(n > 0 ? size_t(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, args);
+  va_end(args);
+  return out;
 }
 
 // Now as ISO 8601 UTC, e.g. 2026-11-25T14:58:11Z.

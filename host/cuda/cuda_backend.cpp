@@ -34,7 +34,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/gather.h"
 #include "kernels/linear.h"
-#include "core/nvtx.h"  // host/nvtx.h
+#include "core/nvtx.h"
 #include "kernels/softmax_ce.h"
 
 namespace sb {

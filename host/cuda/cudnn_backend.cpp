@@ -69,7 +69,7 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include "cuda/eval_sets.h"
 #include "cuda/step_inputs.h"
 #include "kernels/gather.h"
-#include "core/nvtx.h"  // host/nvtx.h
+#include "core/nvtx.h"
 #include "kernels/softmax_ce.h"
 
 namespace sb {

@@ -19,7 +19,7 @@
 #include "cuda/device_memory.h"
 #include "cuda/eval_sets.h"
 #include "kernels/cuda_check.h"
-#include "core/nvtx.h"  // host/nvtx.h
+#include "core/nvtx.h"
 
 namespace sb::gpu {
 

@@ -14,8 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "sb_git_commit.h"
-#include "core/text_util.h"  // generated at build time
+#include "core/text_util.h"
+#include "sb_git_commit.h"  // generated at build time
 
 namespace sb {
 namespace {
@@ -283,5 +283,43 @@ void write_file_atomic(const std::string& path, const std::string& content) {
     throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
   }
 }
+
+std::string cross_seed_table(const StudyResult& result) {
+  std::string out = strprintf("%-12s %-8s %-10s %-22s %-22s %-20s %-20s\n", "method", "underspec", "(aligned)",
+                              "disagreement clean", "disagreement conflict", "beats erm (wg clean)", "shortcut reliance");
+  for (const auto& m : result.methods) {
+    const MethodCrossSeed& c = result.cross_seed.at(m);
+    auto get = [](const std::map<std::string, double>& mp, const char* k) {
+      auto it = mp.find(k);
+      return it == mp.end() ? std::nan("") : it->second;
+    };
+    double rel = 0;
+    int n = 0;
+    for (const RunRecord& r : result.runs)
+      if (r.method == m && r.shortcut_reliance.count("test_clean")) rel += r.shortcut_reliance.at("test_clean"), ++n;
+    out += strprintf("%-12s %-8.2f %-10.2f %-22.4f %-22.4f %-20.2f %-20.4f\n", m.c_str(),
+                    get(c.underspecification, "test_conflicting"), get(c.underspecification, "test_aligned"),
+                    get(c.disagreement, "test_clean"), get(c.disagreement, "test_conflicting"),
+                    get(c.beats_erm_worst_group, "test_clean"), n ? rel / n : std::nan(""));
+  }
+  return out;
+}
+
+std::string timing_table(const StudyResult& result, const ConvBaseShape& shape, int batch) {
+  std::string out;
+  for (const auto& m : result.methods) {
+    const MethodTiming& t = result.timing.at(m);
+    out += strprintf("timing %-11s wall %7.2f s", m.c_str(), t.wall_s);
+    if (t.train_s > 0)
+      out += strprintf("  %.0f seed-steps/s  %.4f s/epoch  %.1f GFLOP/s", t.seed_steps_per_s, t.epoch_s,
+                       t.seed_steps_per_s * shape.train_step_flops() * batch * 1e-9);
+    out += "  |";
+    for (const StageTiming& st : t.stages)
+      out += strprintf(" %s %.2f s%s", st.name.c_str(), st.s, st.shared ? " (shared)" : "");
+    out += "\n";
+  }
+  return out;
+}
+
 
 }  // namespace sb

@@ -29,4 +29,10 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // Fails early (before hours of training) if `path` cannot be created: throws with the reason.
 void check_writable(const std::string& path);
 
+// The cross-seed table of the main job's terminal output: underspecification, disagreement, how often a method beats
+// erm, shortcut reliance.
+std::string cross_seed_table(const StudyResult& result);
+// One line per method: wall time, training rate and the seconds of every stage.
+std::string timing_table(const StudyResult& result, const ConvBaseShape& shape, int batch);
+
 }  // namespace sb

@@ -52,6 +52,9 @@ struct ToyConfig {
   AdamConfig adam;
 };
 
+// Minibatches per epoch (the last one may be short).
+inline int batches_per_epoch(const ToyConfig& cfg) { return (cfg.samples + cfg.batch - 1) / cfg.batch; }
+
 // Throws std::invalid_argument with a one-line reason (naming the flag) for any setting that cannot run.
 void validate(const ToyConfig& cfg);
 

@@ -1,0 +1,19 @@
+// ERM (study.md §4.1): the ConvBase trained from the PyTorch-default initialisation, on D_base (erm-base, the
+// shortcut-free reference) or on D_sp (erm, the model the head-only fixes start from).
+#include "study/methods/methods.h"
+#include "study/runner.h"
+
+namespace sb {
+
+void run_erm_base(Study& st, MethodRun& run) {
+  std::vector<float> params;
+  st.train_erm(run.name, st.x_base, {}, run.stage1_steps, params, run.records, run.tm);
+  st.finish(run.name, params, st.x_base, run.records, run.cross, run.tm);
+}
+
+void run_erm(Study& st, MethodRun& run) {
+  const std::vector<float>& params = st.erm_model(run.name, run.tm, run.records);
+  st.finish(run.name, params, st.x_sp, run.records, run.cross, run.tm);
+}
+
+}  // namespace sb
