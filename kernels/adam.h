@@ -1,5 +1,5 @@
 // Adam (PyTorch semantics, no weight decay) over the flat (S, P) parameter buffer in one launch. The CPU twin is
-// adam_step in host/convbase.h (adam_update in host/cpu_layers.h): the same scalars and the same correctly
+// adam_step and adam_update in host/cpu/adam.h: the same scalars and the same correctly
 // rounded operations in the same order (no FMA), so the GPU gives the CPU's bits for the same inputs.
 #pragma once
 #include <cmath>

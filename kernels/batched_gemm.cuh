@@ -10,7 +10,7 @@
 // starting from init(); the zero padding of the last r-tile adds exact zeros (a = b = 0). An output's bits
 // therefore depend only on its own row of A and column of B: not on the tile or the thread it lands in, the
 // launch configuration, the number of seeds S or the other seeds. No atomics. When r runs in the CPU twin's order
-// (gather_gemm in host/cpu_layers_simd.inc also chains one FMA per r from the bias), the result has the CPU's bits
+// (gather_gemm in host/cpu/simd_kernels.inc also chains one FMA per r from the bias), the result has the CPU's bits
 // on FMA levels.
 //
 // Few outputs, long R (the weight gradients: M x N = Cout x (Cin*K + 1), R = B*Lout) leave one chain per output

@@ -1,6 +1,6 @@
 // Conv1d with stride 2 and padding 1 (ConvBaseShape::stride, ::pad) for S seeds in one launch per call. The CPU
 // twins are conv1d_forward, conv1d_backward_input, conv1d_backward_weights and relu_forward / relu_backward in
-// host/cpu_layers.h (which store activations batch-innermost; here each seed is sample-major, PyTorch's NCL):
+// host/cpu/conv1d.h (which store activations batch-innermost; here each seed is sample-major, PyTorch's NCL):
 //   in   (S, B, Cin, Lin)       out (S, B, Cout, Lout),  Lout = (Lin + 2 - K) / 2 + 1
 //   w    (Cout, Cin, K) and bias (Cout) of seed s at w + s*param_stride and bias + s*param_stride: views into
 //        the (S, P) parameter (or gradient) buffer, PyTorch's state_dict order.

@@ -1,5 +1,5 @@
 // The training batch of every seed, gathered on the device: seed s's rows index[s][:] of its own training inputs.
-// The CPU twin is the row copy at the top of CpuBackend::train_step (host/backend_cpu.cpp).
+// The CPU twin is the row copy at the top of CpuBackend::train_step (host/cpu/gather.cpp).
 #pragma once
 #include <cstdint>
 

@@ -1,5 +1,5 @@
 // The linear head out = W in + bias for S seeds in one launch per call. The CPU twins are linear_forward,
-// linear_backward_weights and linear_backward_input in host/cpu_layers.h (feature-major there, sample-major here):
+// linear_backward_weights and linear_backward_input in host/cpu/linear.h (feature-major there, sample-major here):
 //   in (S, B, F)    out (S, B, M)    W (M, F) and bias (M) of seed s at w + s*param_stride, bias + s*param_stride
 // For ConvBase, in is the conv3 activation (S, B, C, L3) read as (S, B, C*L3): PyTorch's flatten order.
 // Custom batched GEMMs (kernels/batched_gemm.cuh) rather than cuBLAS: each output is a fixed-order sum, so the

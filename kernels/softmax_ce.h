@@ -1,6 +1,6 @@
 // Fused softmax cross-entropy for S seeds in one launch: logits -> per-sample loss, the seed's loss, dlogits and
 // per-class correct counts, optionally with per-sample weights mu. The CPU twin is softmax_cross_entropy in
-// host/convbase.h (per seed); the correct counts follow host/metrics.cpp (first maximum wins, as torch.argmax).
+// host/cpu/softmax_ce.h (per seed); the correct counts follow host/core/metrics.cpp (first maximum wins, as torch.argmax).
 // Also the evaluation kernel: with dlogits null it only scores logits.
 #pragma once
 #include <cstddef>

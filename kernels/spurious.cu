@@ -1,5 +1,5 @@
 // Batched noise injection (study.md §1.2): D_sp and the aligned / conflicting test sets of S seeds in a
-// few launches. The CPU twin is host/spurious.cpp; every draw below names the sub-stream it reads there.
+// few launches. The CPU twin is host/cpu/spurious.cpp; every draw below names the sub-stream it reads there.
 //
 // D_sp takes three launches after a memset of planted to -1:
 //   sort_by_class_kernel    one thread per class: the indices of class k in ascending order (members) and
@@ -62,7 +62,7 @@ __device__ float class_noise_value(const NoiseParams& np, uint64_t base_seed, ui
   return truncated_normal_nonneg_rn(rng, np.mean, np.sd);
 }
 
-// round_half_even(p * n) (host/spurious.cpp planted_count), without fma contraction.
+// round_half_even(p * n) (host/cpu/spurious.cpp planted_count), without fma contraction.
 __device__ int planted_count_device(double p, int n) {
   const double v = __dmul_rn(p, double(n));
   const double f = floor(v);
@@ -72,7 +72,7 @@ __device__ int planted_count_device(double p, int n) {
   return static_cast<int>(r);
 }
 
-// add_block_noise of host/spurious.cpp: noise on block k = [k*stride, min(L, k*stride + width)) of `row`;
+// add_block_noise of host/cpu/spurious.cpp: noise on block k = [k*stride, min(L, k*stride + width)) of `row`;
 // per_class adds c, per_sample one value drawn from rng, per_element one value per feature in ascending order.
 __device__ void add_block_noise(const NoiseParams& np, float* row, int k, int L, float c, RngStream* rng) {
   const int lo = k * np.stride;
@@ -275,7 +275,7 @@ using DeviceEntry = void (*)(const SpuriousConfig&, const float*, const int32_t*
 
 SpuriousBatch run_on_host_pointers(DeviceEntry entry, const SpuriousConfig& cfg, const float* x, const int32_t* y,
                                    int N, int L, uint64_t base_seed, uint32_t s0, int S) {
-  // The checks of check_inputs in host/spurious.cpp (same messages), plus the length and seed limits.
+  // The checks of check_inputs in host/cpu/spurious.cpp (same messages), plus the length and seed limits.
   check_sizes(cfg, N, L, s0, S, "spurious transform (CUDA)");
   if (N > 0 && (x == nullptr || y == nullptr)) throw std::invalid_argument("spurious transform: null input");
   for (int i = 0; i < N; ++i)

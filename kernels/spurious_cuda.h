@@ -1,5 +1,5 @@
 // Batched noise injection (study.md §1.2, issue 3): D_sp and the aligned / conflicting test sets of
-// many seeds at once, built on the device. The CPU twin is host/spurious.h; the kernels read the same
+// many seeds at once, built on the device. The CPU twin is host/cpu/spurious.h; the kernels read the same
 // Philox sub-streams in the same order (see the draw-order comment there), so for every seed index:
 //   - which samples get the feature and which class's block (planted_class) match the CPU exactly;
 //   - the noise values match up to the device's logf/cosf (Box-Muller), which may differ from glibc by

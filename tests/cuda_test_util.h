@@ -42,7 +42,7 @@ inline std::vector<int32_t> random_ints(size_t n, uint64_t key, int below) {
   return v;
 }
 
-// B samples of activations in the cpu_layers layout, from / to sample-major (B, C, L).
+// B samples of activations in the CPU layout (host/cpu/simd.h), from / to sample-major (B, C, L).
 struct CpuAct {
   CpuAct(int C, int L, int pad, int B_)
       : B(B_), buf(size_t(C) * (L + 2 * pad) * padded_batch(B_), 0.0f), v{buf.data(), C, L, pad, padded_batch(B_)} {}

@@ -1,5 +1,5 @@
 // The AVX2 twin of every test (tests/README.md). Development and CI machines are either AVX-512 Xeons or AVX2-only
-// EPYCs, and the CPU reference rounds differently at the two levels (cpu_layers.h), so a test that holds on one
+// EPYCs, and the CPU reference rounds differently at the two levels (host/cpu/simd.h), so a test that holds on one
 // kind of machine may fail on the other. CMake registers every test a second time as "avx2.<name>" with
 // SB_SIMD_TWIN=avx2 in its environment; this global environment then switches the process (and, through SB_SIMD,
 // every bench_spurious it starts) to the AVX2 kernels before the first test. On a CPU without AVX-512 the plain run

@@ -1,5 +1,5 @@
 // The split-R path of the conv weight gradients (kernels/batched_gemm.cuh, launch_batched_gemm with a workspace):
-// against the CPU twin conv1d_backward_weights (host/cpu_layers.h) at shapes the split rule gives 1, 2, a few and
+// against the CPU twin conv1d_backward_weights (host/cpu/conv1d.h) at shapes the split rule gives 1, 2, a few and
 // many splits, ragged last chunks and the cap on splits included; every output and the workspace's slack poisoned
 // with NaN first; a seed's bits the same with S = 1 and S = 7 and run to run; the workspace size 0 where nothing is
 // split.

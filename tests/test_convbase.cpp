@@ -93,7 +93,7 @@ void for_each_simd_level(const std::function<void()>& body) {
   set_simd_level(saved);
 }
 
-// Activations of B samples in the cpu_layers layout, built from / read back to sample-major (B, C, L).
+// Activations of B samples in the CPU layout (host/cpu/simd.h), built from / read back to sample-major (B, C, L).
 struct Packed {
   Packed(int C, int L, int pad, int B) : B(B), buf(size_t(C) * (L + 2 * pad) * padded_batch(B), 0.0f) {
     v = ActView{buf.data(), C, L, pad, padded_batch(B)};

@@ -1,4 +1,4 @@
-// The CUDA kernels (kernels/) against their CPU twins (host/cpu_layers.h, host/convbase.h), and the "cuda"
+// The CUDA kernels (kernels/) against their CPU twins (host/cpu/, named like the kernels), and the "cuda"
 // backend against the CPU backend: fresh random inputs at several shapes, ragged ones included; every output
 // poisoned with NaN before a kernel runs, so an element it fails to write shows up; determinism and independence
 // of a seed's results from S, streams and graphs. Without a device every test skips; without a CUDA compiler the

@@ -1,4 +1,4 @@
-// Batched noise injection on the device (kernels/spurious_cuda.h) against its CPU twin (host/spurious.h),
+// Batched noise injection on the device (kernels/spurious_cuda.h) against its CPU twin (host/cpu/spurious.h),
 // seed by seed: planted_class exactly equal; rows and features without noise bit-identical; noisy
 // features within 1e-5 * max(1, |x|) (device logf/cosf may differ from glibc by an ulp or two); the
 // poison the wrappers put in the outputs (NaN, 0x80808080) is always overwritten; a seed's rows do not

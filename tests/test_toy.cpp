@@ -1,4 +1,4 @@
-// The regression toy (host/toy.h): exact fit against the closed form, gradients against finite differences
+// The regression toy (host/study/toy.h): exact fit against the closed form, gradients against finite differences
 // of an independent double-precision reference, determinism and seed independence, and the `toy` command.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -494,7 +494,7 @@ TEST(ToyCli, ExactFitOfPlainAlwaysThere) {
   fs::remove_all(dir);
 }
 
-// bench_spurious itself, once host/cli.cpp has the `toy` subcommand: one line on stderr and exit 1.
+// bench_spurious itself, once bench/cli/cli.cpp has the `toy` subcommand: one line on stderr and exit 1.
 TEST(ToyCli, BinaryReportsErrorsOnOneLine) {
   const fs::path dir = scratch();
   const std::string cmd = sb_bench_spurious() + " toy --seeds 0 >" + (dir / "out").string() + " 2>" +
@@ -503,7 +503,7 @@ TEST(ToyCli, BinaryReportsErrorsOnOneLine) {
   const std::string err = slurp(dir / "err");
   fs::remove_all(dir);
   if (err.find("toy") != std::string::npos && err.find("--seeds") == std::string::npos)
-    GTEST_SKIP() << "host/cli.cpp has no `toy` subcommand yet: " << err;
+    GTEST_SKIP() << "bench/cli/cli.cpp has no `toy` subcommand yet: " << err;
   EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 1);
   EXPECT_EQ(err, "bench_spurious: error: --seeds must be a positive integer, got 0\n");
 }

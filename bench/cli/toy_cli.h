@@ -1,4 +1,4 @@
-// `bench_spurious toy`: the regression toy (host/toy.h) from the command line. host/cli.cpp adds the
+// `bench_spurious toy`: the regression toy (host/study/toy.h) from the command line. bench/cli/cli.cpp adds the
 // subcommand and runs it when parsed; errors are exceptions it prints as one line.
 #pragma once
 #include <memory>

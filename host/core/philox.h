@@ -27,7 +27,7 @@ enum class Purpose : uint32_t {
   test_conflicting = 7,        // wrong class and noise draws of the conflicting test set
   dfr_subsample = 8,
   afr_split = 9,
-  // The regression toy (study.md 1.3, host/toy.h).
+  // The regression toy (study.md 1.3, host/study/toy.h).
   toy_data = 16,       // x1, x2, e and the x3 noise of the train, IID and OOD sets
   toy_dr_factor = 17,  // per-sample spurious factor of the domain-randomization training set
   toy_init = 18,       // initial weights (offset: model id << 32)

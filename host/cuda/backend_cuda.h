@@ -1,5 +1,5 @@
 // The CUDA backends (issue 3): "cuda" runs our kernels (kernels/), "cudnn" the cuDNN/cuBLAS baseline.
-// Only compiled with a CUDA compiler; host/backend.cpp reaches them through this header. No CUDA headers here.
+// Only compiled with a CUDA compiler; host/study/backends.cpp reaches them through this header. No CUDA headers here.
 #pragma once
 #include <memory>
 #include <string>

@@ -1,5 +1,5 @@
 // The "cuda" backend: ConvBase for S seeds on one GPU with the kernels of kernels/, every launch covering all the
-// seeds of a group. It mirrors the CPU backend (host/backend_cpu.cpp) step by step:
+// seeds of a group. It mirrors the CPU backend (host/cpu/backend.cpp) step by step:
 //   gather -> conv1 -> conv2 -> conv3 -> head -> softmax CE -> head backward -> conv3..conv1 backward -> Adam
 // Device layouts, seed first, sample-major (PyTorch's NCL) within a seed:
 //   params, grads, Adam m and v   (S, P)          x_train (S, N, L), labels (N)

@@ -49,7 +49,7 @@ std::vector<int> all_features(int dim) {
 }
 
 // ---- Heads as matrix products. The features of a set are stored feature-major for linear_forward and
-// linear_backward_weights (cpu_layers.h): zt is (F + 1, ld), row j < F holds feature cols[j] of every sample, row F
+// linear_backward_weights (cpu/linear.h): zt is (F + 1, ld), row j < F holds feature cols[j] of every sample, row F
 // holds ones, ld = padded_batch(n), padding columns zero. A head is then one parameter matrix Wb (K, F + 1) =
 // [W | b], the bias being the weight of the ones row, and its logits (K, ld) = linear_forward(Wb, zt).
 struct FeatureMatrix {
@@ -120,7 +120,7 @@ void params_gradient(const float* g, int M, const FeatureMatrix& fm, float* grad
 }
 
 // ---- The per-sample loops (softmax cross-entropy and argmax down the columns of a logit block), written once and
-// compiled per SIMD level like cpu_layers' kernels, chosen by simd_level(). GCC vectorizes them only if it may
+// compiled per SIMD level like the CPU layers' kernels (cpu/simd.h), chosen by simd_level(). GCC vectorizes them only if it may
 // assume that floating-point operations do not trap (the float-to-int conversions of exp and log); that changes
 // no result. The levels differ in the last bits (FMA contraction), each is deterministic.
 #pragma GCC push_options

@@ -7,7 +7,7 @@
 // Every function here works on one seed: single-threaded, no global state (thread-safe), randomness only from the
 // RngStream passed in, and bitwise deterministic for given inputs and SIMD level (the matrix products are the
 // project's linear_forward / linear_backward_weights, the softmax loops are compiled per level like them; see
-// cpu_layers.h; levels differ in the last bits). The study calls them from an OpenMP loop over seeds.
+// cpu/simd.h; levels differ in the last bits). The study calls them from an OpenMP loop over seeds.
 #pragma once
 #include <cstdint>
 #include <vector>

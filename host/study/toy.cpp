@@ -163,8 +163,8 @@ namespace {
 // ---- Kernels of one batch, feature-major: activations (width, ld) hold sample b of feature f at f*ld + b;
 // Bp = B rounded up to a lane chunk of 16. Padding columns of the inputs are zero, of every gradient zero,
 // so they add nothing to weight gradients. Written once over a GCC vector type of the level's native width
-// and compiled for three instruction sets (AVX-512F, AVX2+FMA, SSE2), chosen by simd_level() as cpu_layers
-// does. Forward values are the same at every level with FMA; lane_dot's grouping follows the width.
+// and compiled for three instruction sets (AVX-512F, AVX2+FMA, SSE2), chosen by simd_level() like the CPU layers
+// kernels. Forward values are the same at every level with FMA; lane_dot's grouping follows the width.
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 typedef float v8 __attribute__((vector_size(32)));

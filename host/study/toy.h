@@ -4,7 +4,7 @@
 // augmentation) and are compared with the exact least-squares fit: RMSE on train / IID / OOD and the
 // learned weights against the truth (1, 2, 0; 3).
 //
-// Random streams (host/philox.h), all keyed by (base seed, seed index, purpose):
+// Random streams (host/core/philox.h), all keyed by (base seed, seed index, purpose):
 //   toy_data       the train, IID and OOD sets (set id << 32 as offset);
 //   toy_dr_factor  the per-sample factors of the domain-randomization training set;
 //   toy_init       initial weights (model id << 32: linear 0, mlp 1);
