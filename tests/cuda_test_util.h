@@ -15,6 +15,7 @@
 #include "core/backend.h"
 #include "core/philox.h"
 #include "cpu/convbase.h"
+#include "cpu/act_buffer.h"
 #include "cpu/simd.h"
 #include "study/backends.h"
 
@@ -41,25 +42,6 @@ inline std::vector<int32_t> random_ints(size_t n, uint64_t key, int below) {
   for (int32_t& x : v) x = int32_t(rng.below(uint32_t(below)));
   return v;
 }
-
-// B samples of activations in the CPU layout (host/cpu/simd.h), from / to sample-major (B, C, L).
-struct CpuAct {
-  CpuAct(int C, int L, int pad, int B_)
-      : B(B_), buf(size_t(C) * (L + 2 * pad) * padded_batch(B_), 0.0f), v{buf.data(), C, L, pad, padded_batch(B_)} {}
-  void set(const float* sm) {
-    for (int b = 0; b < B; ++b)
-      for (int c = 0; c < v.channels; ++c)
-        for (int p = 0; p < v.length; ++p) v.row(c, p)[b] = sm[(size_t(b) * v.channels + c) * v.length + p];
-  }
-  void get(float* sm) const {
-    for (int b = 0; b < B; ++b)
-      for (int c = 0; c < v.channels; ++c)
-        for (int p = 0; p < v.length; ++p) sm[(size_t(b) * v.channels + c) * v.length + p] = v.row(c, p)[b];
-  }
-  int B;
-  std::vector<float> buf;
-  ActView v;
-};
 
 inline size_t count_nan(const std::vector<float>& v) {
   return size_t(std::count_if(v.begin(), v.end(), [](float x) { return std::isnan(x); }));

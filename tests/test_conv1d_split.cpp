@@ -132,7 +132,7 @@ TEST(CudaConv1dSplit, MatchesCpu) {
     const std::vector<float> got = pr.run(true);
     std::vector<float> want_w(pr.w_size), want_b(size_t(c.cout));
     for (int s = 0; s < c.S; ++s) {
-      CpuAct g(c.cout, pr.d.lout(), 0, c.B), x(c.cin, c.lin, 1, c.B);
+      ActBuffer g(c.cout, pr.d.lout(), 0, c.B), x(c.cin, c.lin, 1, c.B);
       g.set(pr.dout.data() + s * pr.out_seed);
       x.set(pr.in.data() + s * pr.in_seed);
       conv1d_backward_weights(g.v, x.v, c.K, want_w.data(), want_b.data());

@@ -106,7 +106,7 @@ TEST(CudaKernels, Conv1dForwardMatchesCpu) {
 
         std::vector<float> want(c.S * out_seed);
         for (int s = 0; s < c.S; ++s) {
-          CpuAct x(c.cin, c.lin, 1, c.B), y(c.cout, lout, 0, c.B);
+          ActBuffer x(c.cin, c.lin, 1, c.B), y(c.cout, lout, 0, c.B);
           x.set(in.data() + (shared ? 0 : s * in_seed));
           conv1d_forward(lp.w(s), lp.b(s), c.K, x.v, y.v);
           if (relu) relu_forward(y.v);
@@ -141,7 +141,7 @@ TEST(CudaKernels, Conv1dBackwardInputMatchesCpu) {
 
       std::vector<float> want(c.S * in_seed);
       for (int s = 0; s < c.S; ++s) {
-        CpuAct g(c.cout, lout, 0, c.B), dx(c.cin, c.lin, 0, c.B), m(c.cin, c.lin, 0, c.B);
+        ActBuffer g(c.cout, lout, 0, c.B), dx(c.cin, c.lin, 0, c.B), m(c.cin, c.lin, 0, c.B);
         g.set(dout.data() + s * out_seed);
         m.set(mask.data() + s * in_seed);
         conv1d_backward_input(lp.w(s), c.K, g.v, dx.v);
@@ -176,7 +176,7 @@ TEST(CudaKernels, Conv1dBackwardWeightsMatchesCpu) {
 
     std::vector<float> want_w(c.S * w_size), want_b(size_t(c.S) * c.cout), got_w, got_b;
     for (int s = 0; s < c.S; ++s) {
-      CpuAct g(c.cout, lout, 0, c.B), x(c.cin, c.lin, 1, c.B);
+      ActBuffer g(c.cout, lout, 0, c.B), x(c.cin, c.lin, 1, c.B);
       g.set(dout.data() + s * out_seed);
       x.set(in.data() + s * in_seed);
       conv1d_backward_weights(g.v, x.v, c.K, want_w.data() + s * w_size, want_b.data() + size_t(s) * c.cout);

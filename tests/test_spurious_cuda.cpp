@@ -34,7 +34,7 @@ namespace {
 // What this file compares with the CPU, for the skip message.
 constexpr char kComparedOnGpu[] = "the device build of D_sp and the test sets is";
 
-enum class Set { train, aligned, conflicting };
+using Set = SpuriousSetKind;
 const char* name(Set s) { return s == Set::train ? "D_sp" : s == Set::aligned ? "aligned" : "conflicting"; }
 
 SpuriousSet host_set(Set s, const SpuriousConfig& c, const std::vector<float>& x, const std::vector<int32_t>& y, int N,
@@ -61,34 +61,6 @@ uint32_t bits(float v) {
   uint32_t b;
   std::memcpy(&b, &v, sizeof b);
   return b;
-}
-
-// Host replay of one unit's draws: after `skip` u32, `values` truncated normals. True if some attempt
-// z = mean + sd * normal() came within 1e-4 of 0, where a device ulp may flip the rejection test and
-// legitimately change the unit's later draws.
-bool near_rejection_boundary(const SpuriousConfig& c, uint64_t base, uint32_t seed, Purpose purpose, uint64_t unit,
-                             int skip, int values) {
-  RngStream r(base, seed, purpose, unit << 32);
-  for (int i = 0; i < skip; ++i) r.next_u32();
-  for (int v = 0; v < values; ++v)
-    for (;;) {
-      const float z = c.mean + c.sd * r.normal();
-      if (std::fabs(z) < 1e-4f) return true;
-      if (z >= 0.0f) break;
-    }
-  return false;
-}
-
-// Whether row i (planted on block k) of `set` drew a value near the rejection boundary on the host.
-bool row_near_boundary(Set set, const SpuriousConfig& c, uint64_t base, uint32_t seed, int i, int k, int L) {
-  if (c.draw == NoiseDraw::per_class) return near_rejection_boundary(c, base, seed, Purpose::spurious_class_noise, k, 0, 1);
-  const int values = c.draw == NoiseDraw::per_sample ? 1 : block_end(c, k, L) - block_begin(c, k);
-  switch (set) {
-    case Set::train: return near_rejection_boundary(c, base, seed, Purpose::spurious_sample_noise, i, 0, values);
-    case Set::aligned: return near_rejection_boundary(c, base, seed, Purpose::test_aligned, i, 0, values);
-    case Set::conflicting: return near_rejection_boundary(c, base, seed, Purpose::test_conflicting, i, 1, values);
-  }
-  return false;
 }
 
 struct MatchStats {
@@ -126,7 +98,7 @@ void expect_matches_host(Set set, const SpuriousConfig& c, const std::vector<flo
           ++stats->noisy_close;
           continue;
         }
-        if (noisy && std::isfinite(dv) && !excused && row_near_boundary(set, c, base, seed, i, k, L)) {
+        if (noisy && std::isfinite(dv) && !excused && near_rejection_boundary(set, c, base, seed, i, k, L)) {
           excused = true;  // the rest of this row's block may differ too
           stats->excused_units.insert({seed, c.draw == NoiseDraw::per_class ? long(k) : long(i)});
         }

@@ -123,4 +123,28 @@ SpuriousSet make_test_conflicting(const SpuriousConfig& cfg, const float* x, con
   return s;
 }
 
+bool near_rejection_boundary(SpuriousSetKind set, const SpuriousConfig& c, uint64_t base, uint32_t seed, int i,
+                                    int k, int L) {
+  Purpose purpose = Purpose::spurious_class_noise;
+  uint64_t unit = uint64_t(k);
+  int skip = 0, values = 1;
+  if (c.draw != NoiseDraw::per_class) {
+    purpose = set == SpuriousSetKind::train     ? Purpose::spurious_sample_noise
+              : set == SpuriousSetKind::aligned ? Purpose::test_aligned
+                                                : Purpose::test_conflicting;
+    unit = uint64_t(i);
+    skip = set == SpuriousSetKind::conflicting ? 1 : 0;  // the other class's draw comes first
+    values = c.draw == NoiseDraw::per_sample ? 1 : block_end(c, k, L) - block_begin(c, k);
+  }
+  RngStream r(base, seed, purpose, unit << 32);
+  for (int j = 0; j < skip; ++j) r.next_u32();
+  for (int v = 0; v < values; ++v)
+    for (;;) {
+      const float z = c.mean + c.sd * r.normal();
+      if (std::fabs(z) < 1e-4f) return true;
+      if (z >= 0.0f) break;
+    }
+  return false;
+}
+
 }  // namespace sb

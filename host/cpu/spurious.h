@@ -28,4 +28,14 @@ SpuriousSet make_test_aligned(const SpuriousConfig& cfg, const float* x, const i
 SpuriousSet make_test_conflicting(const SpuriousConfig& cfg, const float* x, const int32_t* y, int N, int L,
                                   uint64_t base_seed, uint32_t seed_index);
 
+// Which set a row belongs to, for replaying its draws.
+enum class SpuriousSetKind { train, aligned, conflicting };
+
+// Whether the host's draws for row i (planted on block k) of one seed pass within 1e-4 of the rejection test's 0
+// (z = mean + sd * normal() >= 0): there a device ulp may flip the test and legitimately change the row's later draws
+// (a chance of about 1e-8 per draw). Replays the unit's sub-stream (core/spurious_config.h's draw order).
+// For comparing a device build (kernels/spurious.cu) with this one.
+bool near_rejection_boundary(SpuriousSetKind set, const SpuriousConfig& c, uint64_t base, uint32_t seed, int i, int k,
+                             int L);
+
 }  // namespace sb
