@@ -76,6 +76,7 @@ const SimdKernels* detect_kernels() {
 }
 
 std::atomic<const SimdKernels*> g_kernels{nullptr};
+std::atomic<int> g_layer_threads{1};
 
 }  // namespace
 
@@ -92,8 +93,6 @@ RowTables& row_tables() {
   thread_local RowTables t;
   return t;
 }
-
-std::atomic<int> g_layer_threads{1};
 
 void parallel_rows(int n, void (*fn)(int, const void*), const void* ctx) {
   const int nt = omp_in_parallel() ? 1 : std::min(n, g_layer_threads.load(std::memory_order_relaxed));

@@ -135,7 +135,6 @@ void Study::finish(const std::string& method, const std::vector<float>& params, 
   std::map<std::string, std::vector<int8_t>> pred;
   std::vector<std::map<std::string, SetMetrics>> sets = evaluate(x_train, &pred);
   for (int s = 0; s < S; ++s) records[s].metrics = sets[s];
-  if (method == "erm") erm_pred = pred;
 
   for (const auto& [name, p] : pred) cross.disagreement[name] = disagreement_of(p, S, NT);
   for (const std::string set : {"test_aligned", "test_conflicting"}) {

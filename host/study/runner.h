@@ -36,7 +36,6 @@ struct Study {
   std::vector<int32_t> planted_conflicting;                    // (S, NT): class whose block was planted
   std::vector<float> erm_params;                               // (S, P) once `erm` has trained
   double erm_train_s = 0, erm_epochs = 0;
-  std::map<std::string, std::vector<int8_t>> erm_pred;         // set -> (S, NT) predictions of erm, for pairing
   std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed
 
   Study(const StudyConfig& c, const Dataset& d, Backend& b, const ProgressFn& p, const NoteFn& n)

@@ -3,16 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <numeric>
-#include <optional>
-#include <tuple>
 #include <stdexcept>
 
+#include "core/model.h"
 #include "core/nvtx.h"
 #include "core/philox.h"
-#include "cpu/convbase.h"
 #include "study/methods/methods.h"
 #include "study/runner.h"
 
