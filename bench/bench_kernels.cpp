@@ -514,7 +514,8 @@ void BM_gather(benchmark::State& state) {
   DeviceArray<float> d_x(x), d_xb(size_t(S) * B * L);
   DeviceArray<int32_t> d_labels(labels), d_index(index), d_yb(size_t(S) * B);
   const auto launch = [&] {
-    sb::gpu::gather_batch(S, B, N, L, d_x.data(), d_labels.data(), d_index.data(), d_xb.data(), d_yb.data(), nullptr);
+    sb::gpu::gather_batch(S, B, N, L, d_x.data(), size_t(N) * L, d_labels.data(), d_index.data(), d_xb.data(),
+                          d_yb.data(), nullptr);
   };
   d_xb.poison(), d_yb.poison();  // yb: -1, never a label
   launch();

@@ -50,6 +50,7 @@ __global__ void __launch_bounds__(kThreads) softmax_cross_entropy_kernel(const S
     if (a.loss_per_sample) a.loss_per_sample[row] = ce;
     loss += a.mu ? double(a.mu[s * a.mu_seed_stride + i]) * double(ce) : double(ce);
     if (a.correct && valid && arg == y) atomicAdd(&class_correct[y], 1);
+    if (a.pred) a.pred[row] = int8_t(arg);
   }
 
   partial[t] = loss;
@@ -79,6 +80,7 @@ void softmax_cross_entropy(const SoftmaxCrossEntropyArgs& a, Stream stream) {
   if (a.S < 1 || a.B < 1 || a.K < 1) throw std::invalid_argument("softmax_cross_entropy: S, B and K must be positive");
   if (!a.logits || !a.labels) throw std::invalid_argument("softmax_cross_entropy: null logits or labels");
   if (a.K > 4096) throw std::invalid_argument("softmax_cross_entropy: at most 4096 classes");
+  if (a.pred && a.K > 128) throw std::invalid_argument("softmax_cross_entropy: predictions (int8) need at most 128 classes");
   softmax_cross_entropy_kernel<<<unsigned(a.S), kThreads, size_t(a.K) * sizeof(int32_t), stream>>>(a);
   SB_CUDA_CHECK_LAUNCH();
 }

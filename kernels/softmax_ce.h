@@ -1,5 +1,5 @@
-// Fused softmax cross-entropy for S seeds in one launch: logits -> per-sample loss, the seed's loss, dlogits and
-// per-class correct counts, optionally with per-sample weights mu. The CPU twin is softmax_cross_entropy in
+// Fused softmax cross-entropy for S seeds in one launch: logits -> per-sample loss, the seed's loss, dlogits,
+// per-class correct counts and predictions, optionally with per-sample weights mu. The CPU twin is softmax_cross_entropy in
 // host/cpu/softmax_ce.h (per seed); the correct counts follow host/core/metrics.cpp (first maximum wins, as torch.argmax).
 // Also the evaluation kernel: with dlogits null it only scores logits.
 #pragma once
@@ -22,8 +22,9 @@ struct SoftmaxCrossEntropyArgs {
   float* loss = nullptr;             // (S): mean_i CE_i, or sum_i mu_i CE_i (summed in double, fixed order)
   float* loss_per_sample = nullptr;  // (S, B): CE_i, unweighted
   int32_t* correct = nullptr;        // (S, K): samples of class k whose first maximum logit is k
+  int8_t* pred = nullptr;            // (S, B): each sample's first maximum logit (predicted_class in core/metrics.h)
 };
-// A label outside [0, K) gives CE = NaN, NaN gradients for that sample, and no correct count.
+// A label outside [0, K) gives CE = NaN, NaN gradients for that sample, and no correct count. pred needs K <= 128.
 
 void softmax_cross_entropy(const SoftmaxCrossEntropyArgs& args, Stream stream);
 

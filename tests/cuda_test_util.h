@@ -17,6 +17,7 @@
 #include "cpu/convbase.h"
 #include "cpu/act_buffer.h"
 #include "cpu/simd.h"
+#include "cpu/spurious.h"
 #include "study/backends.h"
 
 // Skips a GPU test, with the reason, on a machine without a CUDA device: `what` ("the cudnn backend is") is only
@@ -230,22 +231,97 @@ inline void expect_rejects_bad_calls(Backend& be) {
   EXPECT_FALSE(std::isnan(loss[0]) || std::isnan(loss[1]));
   be.evaluate_set(Backend::kTrainingSet, metrics.data());
   EXPECT_EQ(metrics[1].per_group_accuracy.size(), size_t(shape.classes));
-  const int id = be.add_eval_set(x.data(), labels.data(), 5, true);
-  EXPECT_EQ(id, 0);
+  const int id = be.add_set(x.data(), labels.data(), 5, true);
+  EXPECT_EQ(id, 1) << "the training set of set_train_data is kept set 0";
   be.evaluate_set(id, metrics.data());
-  EXPECT_THROW(be.evaluate_set(1, metrics.data()), std::out_of_range);
-  EXPECT_THROW(be.add_eval_set(x.data(), labels.data(), 0, true), std::invalid_argument);
+  EXPECT_THROW(be.evaluate_set(id + 1, metrics.data()), std::out_of_range);
+  EXPECT_THROW(be.add_set(x.data(), labels.data(), 0, true), std::invalid_argument);
   labels[0] = -1;
   EXPECT_THROW(be.saliency(x.data(), labels.data(), 5, false, out.data()), std::invalid_argument);
-  EXPECT_THROW(be.add_eval_set(x.data(), labels.data(), 5, false), std::invalid_argument);
+  EXPECT_THROW(be.add_set(x.data(), labels.data(), 5, false), std::invalid_argument);
   be.reset(shape, 2, params.data(), AdamConfig{});
-  EXPECT_THROW(be.evaluate_set(id, metrics.data()), std::out_of_range) << "reset() drops the evaluation sets";
+  EXPECT_THROW(be.evaluate_set(id, metrics.data()), std::out_of_range) << "reset() drops the kept sets";
   EXPECT_THROW(be.reset(shape, 0, params.data(), AdamConfig{}), std::invalid_argument);
   EXPECT_THROW(be.reset(shape, 2, nullptr, AdamConfig{}), std::invalid_argument);
   be.predict(x.data(), 5, false, out.data());  // a rejected reset leaves the model as it was
   std::vector<float> back(params.size(), kNaN);
   be.get_params(back.data());
   EXPECT_EQ(count_unequal(back, params), 0u);
+}
+
+// Kept sets (core/backend.h) on `be`, any backend: add_spurious_set's three sets, made from a shared kept set, hold
+// what cpu/spurious.h makes for seed indices seed0 + s (planted classes exactly; the inputs seen through set_features
+// against features of the host-made inputs on the same backend, to `tol`: 0 on the CPU, a device's logf/cosf may
+// move a noise value by an ulp); evaluate_set's predictions are the first maximum of predict's logits; training on a
+// shared set gives the bits of training on per-seed copies of it; load_params keeps the sets and restarts Adam as
+// reset does.
+inline void expect_kept_sets_work(Backend& be, double tol) {
+  const ConvBaseShape shape{8, 40, 10};
+  const int S = 3, N = 60, B = 12, L = shape.length, K = shape.classes, F = shape.feature_dim();
+  const uint32_t seed0 = 5;
+  const uint64_t base_seed = 77;
+  const size_t P = shape.num_params();
+  std::vector<float> params(size_t(S) * P);
+  for (int s = 0; s < S; ++s) convbase_init(shape, 3, seed0 + uint32_t(s), params.data() + size_t(s) * P);
+  const std::vector<float> x = random_floats(size_t(N) * L, 901, -1.0f, 2.0f);
+  const std::vector<int32_t> y = random_ints(size_t(N), 902, K);
+  SpuriousConfig cfg;
+  be.reset(shape, S, params.data(), AdamConfig{});
+  const int clean = be.add_set(x.data(), y.data(), N, false);
+  for (const NoiseDraw draw : {NoiseDraw::per_class, NoiseDraw::per_sample})
+  for (const SpuriousSetKind kind : {SpuriousSetKind::train, SpuriousSetKind::aligned, SpuriousSetKind::conflicting}) {
+    SCOPED_TRACE("noise " + to_string(draw) + ", set kind " + std::to_string(int(kind)));
+    cfg.draw = draw;  // per class: the study's default; per sample: each row its own sub-stream
+    std::vector<int32_t> planted(size_t(S) * N, -7), want_planted(planted.size());
+    const int id = be.add_spurious_set(kind, cfg, clean, base_seed, seed0, planted.data());
+    std::vector<float> xs(size_t(S) * N * L);
+    for (int s = 0; s < S; ++s) {
+      const SpuriousSet one = make_spurious_set(kind, cfg, x.data(), y.data(), N, L, base_seed, seed0 + uint32_t(s));
+      std::copy(one.x.begin(), one.x.end(), xs.begin() + size_t(s) * N * L);
+      std::copy(one.planted_class.begin(), one.planted_class.end(), want_planted.begin() + size_t(s) * N);
+    }
+    EXPECT_EQ(planted, want_planted);
+    EXPECT_GT(std::count_if(want_planted.begin(), want_planted.end(), [](int32_t k) { return k >= 0; }), S * N / 2);
+    std::vector<float> got(size_t(S) * N * F, kNaN), want(got.size());
+    be.set_features(id, got.data());
+    be.features(xs.data(), N, true, want.data());
+    EXPECT_LE(rel_error(got, want), tol);
+    std::vector<SetMetrics> m(static_cast<size_t>(S));
+    std::vector<int8_t> pred(size_t(S) * N, -1);
+    be.evaluate_set(id, m.data(), pred.data());
+    std::vector<float> logits(size_t(S) * N * K);
+    be.predict(xs.data(), N, true, logits.data());
+    for (size_t i = 0; i < pred.size(); ++i)
+      ASSERT_EQ(pred[i], predicted_class(logits.data() + i * K, K)) << "seed " << i / N << " sample " << i % N;
+  }
+  EXPECT_THROW(be.add_spurious_set(SpuriousSetKind::train, cfg, clean + 1, base_seed, seed0, nullptr),
+               std::invalid_argument) << "a per-seed set is no clean source";
+
+  // Training on the shared set equals training on S copies of it; load_params restarts from other parameters on the
+  // kept training set, as a reset with the same sets would.
+  std::vector<int32_t> rows(size_t(S) * B);
+  RngStream rng(9, 0, Purpose::batch_order, 0);
+  for (int32_t& r : rows) r = int32_t(rng.below(uint32_t(N)));
+  auto three_steps = [&] {
+    for (int t = 0; t < 3; ++t) be.train_step(rows.data(), B, 1e-2f, nullptr);
+    std::vector<float> out(params.size(), kNaN);
+    be.get_params(out.data());
+    return out;
+  };
+  be.reset(shape, S, params.data(), AdamConfig{});
+  be.train_on(be.add_set(x.data(), y.data(), N, false));
+  const std::vector<float> shared = three_steps();
+  std::vector<float> copies(size_t(S) * N * L);
+  for (int s = 0; s < S; ++s) std::copy(x.begin(), x.end(), copies.begin() + size_t(s) * N * L);
+  be.reset(shape, S, params.data(), AdamConfig{});
+  be.set_train_data(copies.data(), y.data(), N);
+  EXPECT_EQ(count_unequal(three_steps(), shared), 0u) << "shared training set";
+  EXPECT_GT(count_unequal(shared, params), 0u) << "the steps changed nothing";
+  be.load_params(params.data());
+  EXPECT_EQ(count_unequal(three_steps(), shared), 0u) << "after load_params";
+  std::vector<SetMetrics> m(static_cast<size_t>(S));
+  be.evaluate_set(Backend::kTrainingSet, m.data());  // still there
+  EXPECT_THROW(be.load_params(nullptr), std::invalid_argument);
 }
 
 // Evaluation right after training steps that did not wait for the device sees their parameters, in two rounds of
@@ -310,8 +386,8 @@ inline void expect_eval_sets_match_cpu(Backend& device, const Problem& pr, int N
   for (const int set : {0, 1, 2}) {  // per seed, shared, the training set
     const bool per_seed = set != 1;
     SCOPED_TRACE(set == 0 ? "per seed" : set == 1 ? "shared" : "training set");
-    const int a = set == 2 ? Backend::kTrainingSet : cpu->add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
-    const int b = set == 2 ? Backend::kTrainingSet : device.add_eval_set(pr.x.data(), pr.labels.data(), N, per_seed);
+    const int a = set == 2 ? Backend::kTrainingSet : cpu->add_set(pr.x.data(), pr.labels.data(), N, per_seed);
+    const int b = set == 2 ? Backend::kTrainingSet : device.add_set(pr.x.data(), pr.labels.data(), N, per_seed);
     std::vector<SetMetrics> want(size_t(pr.S)), got(size_t(pr.S));
     cpu->evaluate_set(a, want.data());
     device.evaluate_set(b, got.data());

@@ -11,6 +11,7 @@
 #include "core/philox.h"
 #include "cpu/convbase.h"
 #include "study/backends.h"
+#include "cuda_test_util.h"
 
 namespace {
 
@@ -96,8 +97,8 @@ TEST(Backend, EvalSetsScoreLikePredict) {
   be->reset(f.shape, f.S, f.params.data(), AdamConfig{});
   const int K = f.shape.classes;
   std::vector<float> x = f.x;
-  const int per_seed = be->add_eval_set(x.data(), f.y.data(), f.N, true);
-  const int shared = be->add_eval_set(x.data(), f.y.data(), f.N, false);
+  const int per_seed = be->add_set(x.data(), f.y.data(), f.N, true);
+  const int shared = be->add_set(x.data(), f.y.data(), f.N, false);
   EXPECT_EQ(per_seed, 0);
   EXPECT_EQ(shared, 1);
   std::fill(x.begin(), x.end(), 0.0f);  // the backend kept its own copy
@@ -132,6 +133,11 @@ TEST(Backend, EvalSetsScoreLikePredict) {
   std::vector<SetMetrics> m(size_t(f.S));
   EXPECT_THROW(be->evaluate_set(per_seed, m.data()), std::out_of_range);
   EXPECT_THROW(be->evaluate_set(Backend::kTrainingSet, m.data()), std::logic_error);
+}
+
+TEST(Backend, KeptSetsMatchTheCpuTransform) {
+  auto be = make_backend("cpu", 2);
+  sb::test_util::expect_kept_sets_work(*be, 0.0);
 }
 
 TEST(Backend, SharedInputsEqualPerSeedCopies) {

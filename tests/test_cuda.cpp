@@ -287,16 +287,19 @@ TEST(CudaKernels, SoftmaxCrossEntropyMatchesCpu) {
         const std::vector<float> mu = random_floats(SB, ++key, 0.0f, 2.0f / c.B);
         DeviceArray<float> d_logits(logits), d_mu(mu), d_dlogits(SB * c.K), d_loss(c.S), d_lps(SB);
         DeviceArray<int32_t> d_labels(labels), d_correct(size_t(c.S) * c.K);
-        d_dlogits.poison(), d_loss.poison(), d_lps.poison(), d_correct.poison();
+        DeviceArray<int8_t> d_pred(SB);
+        d_dlogits.poison(), d_loss.poison(), d_lps.poison(), d_correct.poison(), d_pred.poison();
         gpu::SoftmaxCrossEntropyArgs a;
         a.S = c.S, a.B = c.B, a.K = c.K, a.logits = d_logits.data();
         a.labels = d_labels.data(), a.label_seed_stride = shared_labels ? 0 : c.B;
         if (weighted) a.mu = d_mu.data(), a.mu_seed_stride = c.B;
         a.dlogits = d_dlogits.data(), a.loss = d_loss.data(), a.loss_per_sample = d_lps.data();
-        a.correct = d_correct.data();
+        a.correct = d_correct.data(), a.pred = d_pred.data();
         gpu::softmax_cross_entropy(a, nullptr);
         const std::vector<float> dlogits = d_dlogits.download(), loss = d_loss.download(), lps = d_lps.download();
         const std::vector<int32_t> correct = d_correct.download();
+        const std::vector<int8_t> pred = d_pred.download();
+        std::vector<int8_t> want_pred(SB);
 
         std::vector<float> want_dlogits(SB * c.K), want_loss(c.S), want_lps(SB);
         std::vector<int32_t> want_correct(size_t(c.S) * c.K, 0);
@@ -308,7 +311,8 @@ TEST(CudaKernels, SoftmaxCrossEntropyMatchesCpu) {
                                                want_lps.data() + size_t(s) * c.B);
           for (int i = 0; i < c.B; ++i) {
             const float* zi = z + size_t(i) * c.K;
-            const int arg = int(std::max_element(zi, zi + c.K) - zi);  // first maximum
+            const int arg = predicted_class(zi, c.K);  // first maximum
+            want_pred[size_t(s) * c.B + i] = int8_t(arg);
             if (arg == y[i]) ++want_correct[size_t(s) * c.K + y[i]];
           }
         }
@@ -317,6 +321,7 @@ TEST(CudaKernels, SoftmaxCrossEntropyMatchesCpu) {
         EXPECT_LE(rel_error(lps, want_lps), 1e-5);
         for (int s = 0; s < c.S; ++s) EXPECT_NEAR(loss[s], want_loss[s], 1e-5 * (1.0 + std::fabs(want_loss[s])));
         EXPECT_EQ(correct, want_correct);
+        EXPECT_EQ(pred, want_pred);
       }
 }
 
@@ -377,6 +382,7 @@ TEST(CudaKernels, AdamMatchesCpuBitForBit) {
   }
 }
 
+// Each seed's own training set (D_sp, seed stride N * L) and one set shared by the seeds (D_base, stride 0).
 TEST(CudaKernels, GatherBatchRows) {
   SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const int S = 3, B = 7, N = 11, L = 40;
@@ -384,24 +390,29 @@ TEST(CudaKernels, GatherBatchRows) {
   const std::vector<int32_t> labels = random_ints(N, 701, 10);
   std::vector<int32_t> index = random_ints(size_t(S) * B, 702, N);
   index[4] = N;  // a row outside the set: NaN inputs, label -1
-  DeviceArray<float> d_x(x), d_xb(size_t(S) * B * L);
-  DeviceArray<int32_t> d_labels(labels), d_index(index), d_yb(size_t(S) * B);
-  d_xb.poison(), d_yb.poison();
-  gpu::gather_batch(S, B, N, L, d_x.data(), d_labels.data(), d_index.data(), d_xb.data(), d_yb.data(), nullptr);
-  const std::vector<float> xb = d_xb.download();
-  const std::vector<int32_t> yb = d_yb.download();
-  for (int s = 0; s < S; ++s)
-    for (int b = 0; b < B; ++b) {
-      const int32_t row = index[size_t(s) * B + b];
-      if (row == N) {
-        EXPECT_EQ(yb[size_t(s) * B + b], -1);
-        for (int p = 0; p < L; ++p) EXPECT_TRUE(std::isnan(xb[(size_t(s) * B + b) * L + p]));
-        continue;
+  for (const bool per_seed : {true, false}) {
+    SCOPED_TRACE(per_seed ? "per seed" : "shared");
+    const size_t stride = per_seed ? size_t(N) * L : 0;
+    DeviceArray<float> d_x(x), d_xb(size_t(S) * B * L);
+    DeviceArray<int32_t> d_labels(labels), d_index(index), d_yb(size_t(S) * B);
+    d_xb.poison(), d_yb.poison();
+    gpu::gather_batch(S, B, N, L, d_x.data(), stride, d_labels.data(), d_index.data(), d_xb.data(), d_yb.data(),
+                      nullptr);
+    const std::vector<float> xb = d_xb.download();
+    const std::vector<int32_t> yb = d_yb.download();
+    for (int s = 0; s < S; ++s)
+      for (int b = 0; b < B; ++b) {
+        const int32_t row = index[size_t(s) * B + b];
+        if (row == N) {
+          EXPECT_EQ(yb[size_t(s) * B + b], -1);
+          for (int p = 0; p < L; ++p) EXPECT_TRUE(std::isnan(xb[(size_t(s) * B + b) * L + p]));
+          continue;
+        }
+        EXPECT_EQ(yb[size_t(s) * B + b], labels[row]);
+        for (int p = 0; p < L; ++p)
+          ASSERT_EQ(xb[(size_t(s) * B + b) * L + p], x[s * stride + size_t(row) * L + p]) << s << " " << b << " " << p;
       }
-      EXPECT_EQ(yb[size_t(s) * B + b], labels[row]);
-      for (int p = 0; p < L; ++p)
-        ASSERT_EQ(xb[(size_t(s) * B + b) * L + p], x[(size_t(s) * N + row) * L + p]) << s << " " << b << " " << p;
-    }
+  }
 }
 
 TEST(CudaKernels, LaunchersRejectBadShapes) {
@@ -550,6 +561,15 @@ TEST(CudaBackend, NewTrainingDataAfterCapturedSteps) {
     if (!graphs) want = got;
     else EXPECT_EQ(count_unequal(got, want), 0u) << "a graph of the first training set was replayed";
   }
+}
+
+// D_sp and the shifted test sets made on the device from a kept D_base (kernels/spurious_cuda.h), the shared
+// training set (one copy for every seed, seed groups on two streams, steps captured as graphs), load_params.
+TEST(CudaBackend, KeptSetsMatchCpuTransform) {
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
+  CudaBackendOptions options;
+  options.streams = 2;
+  expect_kept_sets_work(*cuda_backend(options), 1e-5);
 }
 
 TEST(CudaBackend, NamesAndErrors) {

@@ -235,6 +235,15 @@ TEST(CudnnBackend, EvaluationAfterAsynchronousSteps) {
   }
 }
 
+// D_sp and the shifted test sets made on the device from a kept D_base, the shared training set, load_params.
+TEST(CudnnBackend, KeptSetsMatchCpuTransform) {
+  SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
+  for (const char* mode : kModes) {
+    SCOPED_TRACE(mode);
+    expect_kept_sets_work(*cudnn_backend(mode), 1e-5);
+  }
+}
+
 TEST(CudnnBackend, NamesAndErrors) {
   SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   for (const char* mode : kModes) {

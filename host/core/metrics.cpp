@@ -12,10 +12,8 @@ SetMetrics evaluate_logits(const float* logits, const int32_t* labels, int N, in
   double loss = 0;
   for (int i = 0; i < N; ++i) {
     const float* z = logits + size_t(i) * classes;
-    int arg = 0;
-    float zmax = z[0];
-    for (int k = 1; k < classes; ++k)
-      if (z[k] > zmax) zmax = z[k], arg = k;  // first maximum wins, as torch.argmax
+    const int arg = predicted_class(z, classes);
+    const float zmax = z[arg];
     double sum = 0;
     for (int k = 0; k < classes; ++k) sum += std::exp(double(z[k]) - zmax);
     const int y = labels[i];

@@ -11,6 +11,14 @@ struct SetMetrics {
   std::vector<double> per_group_accuracy;  // (classes); NaN for a class absent from the set
 };
 
+// The predicted class of one sample's logits z (classes): the first maximum, as torch.argmax (a NaN logit is skipped).
+inline int predicted_class(const float* z, int classes) {
+  int arg = 0;
+  for (int k = 1; k < classes; ++k)
+    if (z[k] > z[arg]) arg = k;
+  return arg;
+}
+
 // logits (N, classes), labels (N). loss is the mean cross-entropy (computed in double).
 SetMetrics evaluate_logits(const float* logits, const int32_t* labels, int N, int classes);
 

@@ -45,6 +45,9 @@ enum class NoiseDraw { per_class, per_sample, per_element };
 NoiseDraw parse_noise_draw(const std::string& name);
 std::string to_string(NoiseDraw draw);
 
+// The three sets the transform makes: D_sp from the training set, the aligned and the conflicting test sets.
+enum class SpuriousSetKind { train, aligned, conflicting };
+
 struct SpuriousConfig {
   double p = 0.9;               // fraction of each class that gets the planted feature
   float mean = 2.0f, sd = 1.0f; // noise ~ N(mean, sd) restricted to [0, inf)

@@ -18,6 +18,7 @@
 #include "cpu/gather.h"
 #include "cpu/simd.h"
 #include "cpu/softmax_ce.h"
+#include "cpu/spurious.h"
 
 namespace sb {
 namespace {
@@ -66,30 +67,74 @@ class CpuBackend final : public Backend {
     v_.assign(size_t(S) * P_, 0.0f);
     train_buffers_.clear();
     predict_buffers_.clear();
-    x_.clear(), labels_.clear(), N_ = 0;
-    eval_sets_.clear();
+    sets_.clear(), train_ = -1;
   }
 
-  void get_params(float* params) const override { std::copy(params_.begin(), params_.end(), params); }
-
-  void set_train_data(const float* x, const int32_t* labels, int N) override {
+  void load_params(const float* params) override {
     require_reset();
-    check_train_data("cpu backend", x, labels, N, shape_.classes);
-    x_.assign(x, x + size_t(S_) * N * shape_.length);
-    labels_.assign(labels, labels + N);
-    N_ = N;
+    if (!params) throw std::invalid_argument("cpu backend: null parameters");
+    params_.assign(params, params + size_t(S_) * P_);
+    std::fill(m_.begin(), m_.end(), 0.0f);
+    std::fill(v_.begin(), v_.end(), 0.0f);
+    step_ = 0;
+  }
+
+  void get_params(float* params) const override {
+    require_reset();
+    std::copy(params_.begin(), params_.end(), params);
+  }
+
+  int add_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
+    require_reset();
+    check_set("cpu backend", x, labels, N, shape_.classes);
+    Set set;
+    set.x.assign(x, x + (per_seed ? size_t(S_) : 1) * N * shape_.length);
+    set.labels.assign(labels, labels + N);
+    set.per_seed = per_seed;
+    sets_.push_back(std::move(set));
+    return int(sets_.size()) - 1;
+  }
+
+  // Seeds spread over the threads as the study did before the backend made its sets; each seed's set is
+  // make_spurious_set's, whatever the thread.
+  int add_spurious_set(SpuriousSetKind kind, const SpuriousConfig& cfg, int clean, uint64_t base_seed, uint32_t seed0,
+                       int32_t* planted) override {
+    require_reset();
+    const Set& base = clean_set("cpu backend", clean, cfg);
+    const int N = base.N(), L = shape_.length;
+    Set set;
+    set.x.resize(size_t(S_) * N * L);
+    set.labels = base.labels;
+    set.per_seed = true;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_)
+    for (int s = 0; s < S_; ++s) {
+      SpuriousSet one = make_spurious_set(kind, cfg, base.x.data(), base.labels.data(), N, L, base_seed,
+                                          seed0 + uint32_t(s));
+      std::copy(one.x.begin(), one.x.end(), set.x.begin() + size_t(s) * N * L);
+      if (planted) std::copy(one.planted_class.begin(), one.planted_class.end(), planted + size_t(s) * N);
+    }
+    sets_.push_back(std::move(set));
+    return int(sets_.size()) - 1;
+  }
+
+  void train_on(int id) override {
+    require_reset();
+    check_set_id("cpu backend", id, sets_.size(), train_ >= 0);
+    if (id != kTrainingSet) train_ = id;
   }
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
     require_reset();
-    check_train_step("cpu backend", batch_index, S_, B, N_);
+    const Set* train = train_ >= 0 ? &sets_[size_t(train_)] : nullptr;
+    const int N = train ? train->N() : 0;
+    check_train_step("cpu backend", batch_index, S_, B, N);
     ensure_buffers(train_buffers_, B);
     const int t = ++step_;
     const int L = shape_.length, K = shape_.classes;
     auto step_seed = [&](int s, ThreadBuffers& tb) {
       const int32_t* rows = batch_index + size_t(s) * B;
-      const float* xs = x_.data() + size_t(s) * N_ * L;  // this seed's copy of the training inputs
-      gather_batch(xs, labels_.data(), L, rows, B, tb.x.data(), tb.labels.data());
+      const float* xs = train->x.data() + (train->per_seed ? size_t(s) * N * L : 0);  // this seed's training inputs
+      gather_batch(xs, train->labels.data(), L, rows, B, tb.x.data(), tb.labels.data());
       float* p = params_.data() + size_t(s) * P_;
       convbase_forward(shape_, p, tb.x.data(), B, tb.logits.data(), tb.ws);
       const float l = softmax_cross_entropy(tb.logits.data(), tb.labels.data(), nullptr, B, K, tb.dlogits.data());
@@ -139,36 +184,49 @@ class CpuBackend final : public Backend {
     });
   }
 
-  int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
-    require_reset();
-    check_eval_set("cpu backend", x, labels, N, shape_.classes);
-    EvalSet set;
-    set.x.assign(x, x + (per_seed ? size_t(S_) : 1) * N * shape_.length);
-    set.labels.assign(labels, labels + N);
-    set.per_seed = per_seed;
-    eval_sets_.push_back(std::move(set));
-    return int(eval_sets_.size()) - 1;
+  // Through predict and evaluate_logits: exactly what scoring predict's logits gives.
+  void evaluate_set(int id, SetMetrics* out, int8_t* pred) override {
+    const Set& set = kept("cpu backend", id);
+    const int N = set.N(), K = shape_.classes;
+    std::vector<float> logits(size_t(S_) * N * K);
+    predict(set.x.data(), N, set.per_seed, logits.data());
+    for (int s = 0; s < S_; ++s) out[s] = evaluate_logits(logits.data() + size_t(s) * N * K, set.labels.data(), N, K);
+    if (pred)
+      for (size_t i = 0; i < size_t(S_) * N; ++i) pred[i] = int8_t(predicted_class(logits.data() + i * K, K));
   }
 
-  // Through predict and evaluate_logits: exactly what scoring predict's logits gives.
-  void evaluate_set(int id, SetMetrics* out) override {
-    require_reset();
-    check_eval_set_id("cpu backend", id, eval_sets_.size(), N_ > 0);
-    const bool train = id == kTrainingSet;
-    const float* x = train ? x_.data() : eval_sets_[size_t(id)].x.data();
-    const std::vector<int32_t>& labels = train ? labels_ : eval_sets_[size_t(id)].labels;
-    const int N = int(labels.size()), K = shape_.classes;
-    std::vector<float> logits(size_t(S_) * N * K);
-    predict(x, N, train || eval_sets_[size_t(id)].per_seed, logits.data());
-    for (int s = 0; s < S_; ++s) out[s] = evaluate_logits(logits.data() + size_t(s) * N * K, labels.data(), N, K);
+  void set_features(int id, float* z) override {
+    const Set& set = kept("cpu backend", id);
+    features(set.x.data(), set.N(), set.per_seed, z);
+  }
+
+  void set_saliency(int id, float* sal) override {
+    const Set& set = kept("cpu backend", id);
+    saliency(set.x.data(), set.labels.data(), set.N(), set.per_seed, sal);
   }
 
  private:
-  struct EvalSet {
+  struct Set {
     std::vector<float> x;  // (S, N, L) or (N, L)
     std::vector<int32_t> labels;
     bool per_seed = false;
+    int N() const { return int(labels.size()); }
   };
+
+  const Set& kept(const std::string& who, int id) const {
+    require_reset();
+    check_set_id(who, id, sets_.size(), train_ >= 0);
+    return sets_[size_t(id == kTrainingSet ? train_ : id)];
+  }
+
+  // add_spurious_set's source: a shared kept set whose labels the transform takes.
+  const Set& clean_set(const std::string& who, int id, const SpuriousConfig& cfg) const {
+    const Set& set = kept(who, id);
+    if (set.per_seed) throw std::invalid_argument(who + ": the spurious transform starts from a shared set");
+    validate(cfg, shape_.length);
+    check_set(who, set.x.data(), set.labels.data(), set.N(), std::min(cfg.classes, shape_.classes));
+    return set;
+  }
 
   // Runs fn(seed, first row, rows, x of those rows, thread buffers) over (seed, chunk) pairs in parallel.
   // Chunks bound the workspace (about C x 512 floats per activation row); a sample's outputs do not
@@ -202,14 +260,13 @@ class CpuBackend final : public Backend {
 
   int threads_;
   ConvBaseShape shape_;
-  int S_ = 0, N_ = 0, step_ = 0;
+  int S_ = 0, step_ = 0;
   size_t P_ = 0;
   AdamConfig adam_;
   std::vector<float> params_, m_, v_;  // (S, P) each
-  std::vector<float> x_;               // (S, N, L)
-  std::vector<int32_t> labels_;        // (N)
   std::vector<std::unique_ptr<ThreadBuffers>> train_buffers_, predict_buffers_;
-  std::vector<EvalSet> eval_sets_;
+  std::vector<Set> sets_;              // kept sets (add_set, add_spurious_set) since the last reset
+  int train_ = -1;                     // the training set's index in sets_, or -1
 };
 
 }  // namespace

@@ -123,6 +123,16 @@ SpuriousSet make_test_conflicting(const SpuriousConfig& cfg, const float* x, con
   return s;
 }
 
+SpuriousSet make_spurious_set(SpuriousSetKind kind, const SpuriousConfig& cfg, const float* x, const int32_t* y, int N,
+                              int L, uint64_t base_seed, uint32_t seed_index) {
+  switch (kind) {
+    case SpuriousSetKind::train: return plant_spurious_feature(cfg, x, y, N, L, base_seed, seed_index);
+    case SpuriousSetKind::aligned: return make_test_aligned(cfg, x, y, N, L, base_seed, seed_index);
+    case SpuriousSetKind::conflicting: return make_test_conflicting(cfg, x, y, N, L, base_seed, seed_index);
+  }
+  throw std::invalid_argument("make_spurious_set: unknown set kind");
+}
+
 bool near_rejection_boundary(SpuriousSetKind set, const SpuriousConfig& c, uint64_t base, uint32_t seed, int i,
                                     int k, int L) {
   Purpose purpose = Purpose::spurious_class_noise;

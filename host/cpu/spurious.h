@@ -28,8 +28,9 @@ SpuriousSet make_test_aligned(const SpuriousConfig& cfg, const float* x, const i
 SpuriousSet make_test_conflicting(const SpuriousConfig& cfg, const float* x, const int32_t* y, int N, int L,
                                   uint64_t base_seed, uint32_t seed_index);
 
-// Which set a row belongs to, for replaying its draws.
-enum class SpuriousSetKind { train, aligned, conflicting };
+// One of the three above by kind (train: plant_spurious_feature).
+SpuriousSet make_spurious_set(SpuriousSetKind kind, const SpuriousConfig& cfg, const float* x, const int32_t* y, int N,
+                              int L, uint64_t base_seed, uint32_t seed_index);
 
 // Whether the host's draws for row i (planted on block k) of one seed pass within 1e-4 of the rejection test's 0
 // (z = mean + sd * normal() >= 0): there a device ulp may flip the test and legitimately change the row's later draws

@@ -27,7 +27,7 @@
 #include "cuda/cuda_handles.h"
 #include "cuda/device_backend.h"
 #include "cuda/device_memory.h"
-#include "cuda/eval_sets.h"
+#include "cuda/device_sets.h"
 #include "cuda/step_inputs.h"
 #include "kernels/adam.h"
 #include "kernels/conv1d.h"
@@ -81,6 +81,7 @@ struct PassBuffers {
   DeviceArray<int32_t> labels;
   DeviceArray<float> loss;        // (S): a chunk's mean loss per seed (evaluate_set)
   DeviceArray<int32_t> correct;   // (S, K): its correct counts per class
+  DeviceArray<int8_t> pred;        // (S, chunk): its predictions (evaluate_set with pred)
   // Training passes only (weight gradients): W floats per seed, enough for any of the three conv layers at any
   // batch up to capacity; seeds [s0, ...) use the slice from s0 * W. Allocated with the rest, before any capture.
   DeviceArray<float> wgrad_workspace;
@@ -114,9 +115,7 @@ class CudaBackend final : public gpu::DeviceBackend {
     train_ = PassBuffers{};
     eval_ = PassBuffers{};
     begin_reset(shape, S, adam);
-    const size_t n = size_t(S) * P_;
-    params_ = DeviceArray<float>(n);
-    gpu::copy_to_device(params_.data(), params, n * sizeof(float));
+    upload_params(params);
 
     const int G = options_.stream_per_seed ? S : std::min(options_.streams, S);
     for (int g = 0; g < G; ++g) {
@@ -125,6 +124,12 @@ class CudaBackend final : public gpu::DeviceBackend {
       group->S = int(long(S) * (g + 1) / G) - group->s0;
       groups_.push_back(std::move(group));
     }
+  }
+
+  void upload_params(const float* params) override {
+    const size_t n = size_t(S_) * P_;
+    if (params_.size() != n) params_ = DeviceArray<float>(n);
+    gpu::copy_to_device(params_.data(), params, n * sizeof(float));
   }
 
   void get_params(float* params) const override {
@@ -250,8 +255,10 @@ class CudaBackend final : public gpu::DeviceBackend {
     const int L = shape_.length, K = shape_.classes;
     float* xb = train_.x.data() + size_t(g.s0) * B * L;
     int32_t* yb = train_.labels.data() + size_t(g.s0) * B;
-    gpu::gather_batch(g.S, B, N_, L, x_train_.data() + size_t(g.s0) * N_ * L, labels_train_.data(), g.inputs.rows(),
-                      xb, yb, st);
+    const gpu::DeviceSet& set = train_set();
+    const size_t x_seed_stride = set.per_seed ? size_t(N_) * L : 0;  // D_sp: each seed its own; D_base: shared
+    gpu::gather_batch(g.S, B, N_, L, set.x.data() + size_t(g.s0) * x_seed_stride, x_seed_stride, set.labels.data(),
+                      g.inputs.rows(), xb, yb, st);
     const Pass p = slice(train_, g.s0, g.S, B, xb, size_t(B) * L);
     forward(p, true, st);
     gpu::SoftmaxCrossEntropyArgs ce;
@@ -350,6 +357,7 @@ class CudaBackend final : public gpu::DeviceBackend {
     buf.labels = DeviceArray<int32_t>(SB);
     buf.loss = DeviceArray<float>(size_t(S_));
     buf.correct = DeviceArray<int32_t>(size_t(S_) * shape_.classes);
+    buf.pred = DeviceArray<int8_t>(SB);
     buf.capacity = capacity;
   }
 
@@ -392,7 +400,8 @@ class CudaBackend final : public gpu::DeviceBackend {
       if (what == Output::logits) copy_out(p.logits, K);
       if (what == Output::features) copy_out(p.a3, F);
       if (what == Output::scores)
-        scores->score_chunk(p.logits, labels + r0, n, eval_.loss.data(), eval_.correct.data(), st);
+        scores->score_chunk(p.logits, labels + r0, r0, n, eval_.loss.data(), eval_.correct.data(), eval_.pred.data(),
+                            st);
       if (what == Output::saliency) {
         SB_CUDA_CHECK(cudaMemcpyAsync(eval_.labels.data(), labels + r0, size_t(n) * sizeof(int32_t),
                                       cudaMemcpyHostToDevice, st));

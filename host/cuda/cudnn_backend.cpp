@@ -66,7 +66,7 @@ std::unique_ptr<Backend> make_cudnn_backend(const BackendOptions&) {
 #include "cuda/cudnn_conv.h"
 #include "cuda/device_backend.h"
 #include "cuda/device_memory.h"
-#include "cuda/eval_sets.h"
+#include "cuda/device_sets.h"
 #include "cuda/step_inputs.h"
 #include "kernels/gather.h"
 #include "core/nvtx.h"
@@ -121,6 +121,7 @@ struct PassBuffers {
   DeviceArray<int32_t> labels;      // (S, capacity) in training, (capacity) shared in saliency
   DeviceArray<float> loss;          // (S): an evaluation chunk's mean loss per seed (evaluate_set)
   DeviceArray<int32_t> correct;     // (S, K): its correct counts per class
+  DeviceArray<int8_t> pred;        // (S, chunk): its predictions (evaluate_set with pred)
 };
 
 constexpr size_t kMaxPlans = 8;   // cached batch sizes (training, evaluation chunks); more and the cache restarts
@@ -171,9 +172,14 @@ class CudnnBackend final : public gpu::DeviceBackend {
     eval_ = PassBuffers{};
     inputs_ = gpu::StepInputs{};
     begin_reset(shape, S, adam);
-    std::vector<float> tensor_major(size_t(S) * P_);
+    upload_params(params);
+  }
+
+  void upload_params(const float* params) override {
+    std::vector<float> tensor_major(size_t(S_) * P_);
     to_tensor_major(params, tensor_major.data());
-    params_ = DeviceArray<float>(tensor_major);
+    if (params_.size() != tensor_major.size()) params_ = DeviceArray<float>(tensor_major.size());
+    gpu::copy_to_device(params_.data(), tensor_major.data(), tensor_major.size() * sizeof(float));
   }
 
   void get_params(float* params) const override {
@@ -399,8 +405,9 @@ class CudnnBackend final : public gpu::DeviceBackend {
     const int L = shape_.length, K = shape_.classes;
     const int32_t* rows = inputs_.rows();
     const gpu::AdamStepScalars* scalars = inputs_.scalars();
-    gpu::gather_batch(S_, B, N_, L, x_train_.data(), labels_train_.data(), rows, train_.x.data(), train_.labels.data(),
-                      st);  // x (S, B, L), labels (S, B)
+    const gpu::DeviceSet& set = train_set();
+    gpu::gather_batch(S_, B, N_, L, set.x.data(), set.per_seed ? size_t(N_) * L : 0, set.labels.data(), rows,
+                      train_.x.data(), train_.labels.data(), st);  // x (S, B, L), labels (S, B)
     const Pass p = grouped_ ? pass(train_, B, to_conv_layout(plan, train_.x.data(), train_.xc.data()), 0)
                             : pass(train_, B, train_.x.data(), size_t(B) * L);
     forward(plan, p, true);
@@ -454,6 +461,7 @@ class CudnnBackend final : public gpu::DeviceBackend {
     if (evaluation) {
       buf.loss = DeviceArray<float>(size_t(S_));
       buf.correct = DeviceArray<int32_t>(size_t(S_) * s.classes);
+      buf.pred = DeviceArray<int8_t>(SB);
     }
     buf.capacity = capacity;
   }
@@ -513,7 +521,8 @@ class CudnnBackend final : public gpu::DeviceBackend {
       };
       if (what == Output::logits) copy_out(p.logits, K);
       if (what == Output::scores)  // the (S, n, K) logits the head wrote
-        scores->score_chunk(p.logits, labels + r0, n, eval_.loss.data(), eval_.correct.data(), st);
+        scores->score_chunk(p.logits, labels + r0, r0, n, eval_.loss.data(), eval_.correct.data(), eval_.pred.data(),
+                            st);
       if (what == Output::features) {
         const float* z = p.a[2];
         if (grouped_) {  // (n, S, F) -> (S, n, F)

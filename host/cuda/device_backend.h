@@ -1,8 +1,9 @@
 // What the two CUDA backends (cuda_backend.cpp: our kernels; cudnn_backend.cpp: cuDNN/cuBLAS) share: the device, the
-// model's state on it (parameters, gradients, Adam moments: S*P floats each, in the backend's own layout), the
-// training set, each step's losses on their way to the host, the evaluation sets, and the Backend calls that are the
-// same for both. A backend adds its passes: train_step, reset's parameter upload, and evaluate(), which runs
-// predict / features / saliency / evaluate_set over chunks of samples.
+// model's state on it (parameters, gradients, Adam moments: S*P floats each, in the backend's own layout), the kept
+// sets (the training set among them; D_sp and the shifted test sets made here by kernels/spurious_cuda.h), each step's
+// losses on their way to the host, and the Backend calls that are the same for both. A backend adds its passes:
+// train_step, the parameter upload (upload_params), and evaluate(), which runs predict / features / saliency /
+// evaluate_set over chunks of samples.
 #pragma once
 #include <cuda_runtime.h>
 #include <omp.h>
@@ -17,8 +18,9 @@
 #include "core/model.h"
 #include "cuda/cuda_handles.h"
 #include "cuda/device_memory.h"
-#include "cuda/eval_sets.h"
+#include "cuda/device_sets.h"
 #include "kernels/cuda_check.h"
+#include "kernels/spurious_cuda.h"
 #include "core/nvtx.h"
 
 namespace sb::gpu {
@@ -29,20 +31,62 @@ class DeviceBackend : public Backend {
   std::string name() const override { return name_; }
   int threads() const override { return threads_; }
 
-  void set_train_data(const float* x, const int32_t* labels, int N) override {
+  void load_params(const float* params) override {
     require_reset();
-    check_train_data(who_, x, labels, N, shape_.classes);
+    if (!params) throw std::invalid_argument(who_ + ": null parameters");
+    SB_CUDA_CHECK(cudaDeviceSynchronize());  // no step still reads the old parameters or moments
+    const size_t n = size_t(S_) * P_;
+    fill_device_bytes(m_.data(), 0, n * sizeof(float));
+    fill_device_bytes(v_.data(), 0, n * sizeof(float));
+    step_ = 0;
+    upload_params(params);
+  }
+
+  int add_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
+    require_reset();
+    check_set(who_, x, labels, N, shape_.classes);
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    sets_.push_back(upload_set(x, labels, N, per_seed, S_, shape_.length, shape_.classes));
+    return int(sets_.size()) - 1;
+  }
+
+  // Built on the legacy default stream between two device-wide waits: once per study, so nothing to overlap.
+  int add_spurious_set(SpuriousSetKind kind, const SpuriousConfig& cfg, int clean, uint64_t base_seed, uint32_t seed0,
+                       int32_t* planted) override {
+    require_reset();
+    const DeviceSet& base = kept(clean);
+    if (base.per_seed) throw std::invalid_argument(who_ + ": the spurious transform starts from a shared set");
+    validate(cfg, shape_.length);
+    check_set(who_, base.x.data(), base.host_labels.data(), base.N(), std::min(cfg.classes, shape_.classes));
+    const int N = base.N(), L = shape_.length;
+    DeviceSet set;
+    set.x = DeviceArray<float>(size_t(S_) * N * L);
+    set.labels = DeviceArray<int32_t>(size_t(N));
+    set.host_labels = base.host_labels;
+    set.total = base.total;
+    set.per_seed = true;
+    DeviceArray<int32_t> d_planted(size_t(S_) * N);
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    SB_CUDA_CHECK(cudaMemcpy(set.labels.data(), base.labels.data(), size_t(N) * sizeof(int32_t),
+                             cudaMemcpyDeviceToDevice));
+    const auto make = kind == SpuriousSetKind::train     ? plant_spurious_feature_cuda
+                      : kind == SpuriousSetKind::aligned ? make_test_aligned_cuda
+                                                         : make_test_conflicting_cuda;
+    make(cfg, base.x.data(), base.labels.data(), N, L, base_seed, seed0, S_, set.x.data(), d_planted.data(), nullptr);
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    if (planted) copy_to_host(planted, d_planted.data(), size_t(S_) * N * sizeof(int32_t));
+    sets_.push_back(std::move(set));
+    return int(sets_.size()) - 1;
+  }
+
+  void train_on(int id) override {
+    require_reset();
+    check_set_id(who_, id, sets_.size(), train_ >= 0);
+    if (id == kTrainingSet || id == train_) return;
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     train_data_changing();
-    N_ = 0;  // no training set until the new one is complete
-    train_total_.clear();
-    const size_t nx = size_t(S_) * N * shape_.length;
-    x_train_ = DeviceArray<float>(nx);
-    labels_train_ = DeviceArray<int32_t>(size_t(N));
-    copy_to_device(x_train_.data(), x, nx * sizeof(float));
-    copy_to_device(labels_train_.data(), labels, size_t(N) * sizeof(int32_t));
-    train_total_ = class_totals(labels, N, shape_.classes);
-    N_ = N;
+    train_ = id;
+    N_ = sets_[size_t(id)].N();
   }
 
   void predict(const float* x, int N, bool per_seed, float* logits) override {
@@ -60,27 +104,24 @@ class DeviceBackend : public Backend {
     run_evaluate(Output::saliency, x, false, labels, N, per_seed, sal, nullptr);
   }
 
-  int add_eval_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
-    require_reset();
-    check_eval_set(who_, x, labels, N, shape_.classes);
-    SB_CUDA_CHECK(cudaDeviceSynchronize());
-    eval_sets_.push_back(upload_eval_set(x, labels, N, per_seed, S_, shape_.length, shape_.classes));
-    return int(eval_sets_.size()) - 1;
-  }
-
-  void evaluate_set(int id, SetMetrics* out) override {
-    require_reset();
-    check_eval_set_id(who_, id, eval_sets_.size(), N_ > 0);
+  void evaluate_set(int id, SetMetrics* out, int8_t* pred) override {
+    const DeviceSet& set = kept(id);
     const NvtxRange range(ranges_[3].c_str());
-    EvalScores scores(S_, shape_.classes);
-    if (id == kTrainingSet) {
-      run_evaluate(Output::scores, x_train_.data(), true, labels_train_.data(), N_, true, nullptr, &scores);
-      scores.finish(train_total_, out);
-      return;
-    }
-    const DeviceEvalSet& set = eval_sets_[size_t(id)];
+    EvalScores scores(S_, shape_.classes, pred, set.N());
     run_evaluate(Output::scores, set.x.data(), true, set.labels.data(), set.N(), set.per_seed, nullptr, &scores);
     scores.finish(set.total, out);
+  }
+
+  void set_features(int id, float* z) override {
+    const DeviceSet& set = kept(id);
+    const NvtxRange range(ranges_[1].c_str());
+    run_evaluate(Output::features, set.x.data(), true, nullptr, set.N(), set.per_seed, z, nullptr);
+  }
+
+  void set_saliency(int id, float* sal) override {
+    const DeviceSet& set = kept(id);
+    const NvtxRange range(ranges_[2].c_str());
+    run_evaluate(Output::saliency, set.x.data(), true, set.host_labels.data(), set.N(), set.per_seed, sal, nullptr);
   }
 
  protected:
@@ -111,8 +152,15 @@ class DeviceBackend : public Backend {
   virtual void evaluate(Output what, const float* x, bool x_on_device, const int32_t* labels, int N, bool per_seed,
                         float* out, EvalScores* scores) = 0;
 
-  // Called by set_train_data after the device is idle and before the old training set is freed.
+  // Called by train_on after the device is idle and before the training set changes.
   virtual void train_data_changing() {}
+
+  // Params (S, P) in the backend's layout into params_ (allocated on first use, then the same buffer, so captured
+  // graphs stay valid); the caller has waited for the device.
+  virtual void upload_params(const float* params) = 0;
+
+  // The training set of train_on (N_ > 0 once there is one).
+  const DeviceSet& train_set() const { return sets_[size_t(train_)]; }
 
   // reset()'s argument checks, before anything is freed: a rejected reset leaves the backend as it was.
   void check_reset(const ConvBaseShape& shape, int S, const float* params) const {
@@ -121,15 +169,13 @@ class DeviceBackend : public Backend {
     check_convbase_shape(shape);
   }
 
-  // The first half of reset(), after check_reset: waits for the device, drops the training and evaluation sets,
-  // takes the model's sizes and allocates gradients, Adam moments (zeroed) and the loss buffers. The backend frees
-  // its own buffers before and uploads params_ (in its layout) after.
+  // The first half of reset(), after check_reset: waits for the device, drops the kept sets, takes the model's sizes
+  // and allocates gradients, Adam moments (zeroed) and the loss buffers. The backend frees its own buffers before and
+  // calls upload_params after.
   void begin_reset(const ConvBaseShape& shape, int S, const AdamConfig& adam) {
     SB_CUDA_CHECK(cudaDeviceSynchronize());
-    x_train_ = DeviceArray<float>{};
-    labels_train_ = DeviceArray<int32_t>{};
-    train_total_.clear();
-    eval_sets_.clear();
+    sets_.clear();
+    train_ = -1;
     params_ = DeviceArray<float>{};
     grads_ = DeviceArray<float>{};
     m_ = DeviceArray<float>{};
@@ -155,12 +201,11 @@ class DeviceBackend : public Backend {
   const int threads_;
   std::string device_name_;  // "NVIDIA H200 (sm_90)"
   ConvBaseShape shape_;
-  int S_ = 0, N_ = 0, step_ = 0;
+  int S_ = 0, step_ = 0;
   size_t P_ = 0;
   AdamConfig adam_;
   DeviceArray<float> params_, grads_, m_, v_;  // S * P each, in the backend's layout
-  DeviceArray<float> x_train_;                 // (S, N, L)
-  DeviceArray<int32_t> labels_train_;          // (N)
+  int N_ = 0;                                  // samples in the training set (0: none yet)
   DeviceArray<float> train_loss_;              // (S): each seed's mean batch loss of the last step
   PinnedBuffer loss_pinned_;                   // (S) floats: where train_loss_ lands on the host
 
@@ -179,9 +224,16 @@ class DeviceBackend : public Backend {
     evaluate(what, x, x_on_device, labels, N, per_seed, out, scores);
   }
 
+  // Kept set `id` (or the training set), checked.
+  const DeviceSet& kept(int id) const {
+    require_reset();
+    check_set_id(who_, id, sets_.size(), train_ >= 0);
+    return sets_[size_t(id == kTrainingSet ? train_ : id)];
+  }
+
   const std::string ranges_[4];  // NVTX range names: "cuda:predict", ...
-  std::vector<int64_t> train_total_;      // (K): training samples of each class
-  std::vector<DeviceEvalSet> eval_sets_;  // add_eval_set's, until the next reset
+  std::vector<DeviceSet> sets_;  // add_set's and add_spurious_set's, until the next reset
+  int train_ = -1;               // the training set's index in sets_, or -1
 };
 
 }  // namespace sb::gpu

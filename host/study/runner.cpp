@@ -29,16 +29,27 @@ void Study::say(const std::string& method, const std::string& what) const {
   if (note) note(method, what);
 }
 
-double Study::train_erm(const std::string& method, const std::vector<float>& x, const std::vector<std::vector<int32_t>>& rows,
+void Study::make_sets() {
+  std::vector<float> init(size_t(S) * P);
+  for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, uint32_t(s), init.data() + size_t(s) * P);
+  backend.reset(shape, S, init.data(), cfg.adam);
+  base_set = backend.add_set(data.x_train.data(), data.y_train.data(), N, false);
+  test_set = backend.add_set(data.x_test.data(), data.y_test.data(), NT, false);
+  sp_set = backend.add_spurious_set(SpuriousSetKind::train, cfg.spurious, base_set, cfg.seed, 0, nullptr);
+  aligned_set = backend.add_spurious_set(SpuriousSetKind::aligned, cfg.spurious, test_set, cfg.seed, 0, nullptr);
+  planted_conflicting.resize(size_t(S) * NT);
+  conflicting_set = backend.add_spurious_set(SpuriousSetKind::conflicting, cfg.spurious, test_set, cfg.seed, 0,
+                                             planted_conflicting.data());
+}
+
+double Study::train_erm(const std::string& method, int train_set, const std::vector<std::vector<int32_t>>& rows,
     int steps, std::vector<float>& params, std::vector<RunRecord>& records, MethodTiming& tm) {
   params.resize(size_t(S) * P);
   for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, uint32_t(s), params.data() + size_t(s) * P);
-  backend.reset(shape, S, params.data(), cfg.adam);
-  backend.set_train_data(x.data(), data.y_train.data(), N);
+  backend.load_params(params.data());
+  backend.train_on(train_set);
   double train_s = 0, eval_s = 0;
-  const auto t_sets = Clock::now();
-  const std::vector<std::pair<std::string, int>> eval_sets = add_eval_sets();
-  eval_s += seconds_since(t_sets);
+  const std::vector<std::pair<std::string, int>> eval_sets = sets(Backend::kTrainingSet);
   const int n_rows = rows.empty() ? N : int(rows[0].size());
   std::vector<std::vector<int32_t>> perms(S);
   std::vector<int32_t> batch(size_t(S) * cfg.batch);
@@ -62,12 +73,12 @@ double Study::train_erm(const std::string& method, const std::vector<float>& x, 
     if (!eval) continue;
     const auto t_eval = Clock::now();
     const NvtxRange eval_range("evaluate");
-    std::vector<std::map<std::string, SetMetrics>> sets = evaluate_sets(eval_sets);
+    std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(eval_sets, nullptr);
     double clean = 0, train_loss = 0;
     for (int s = 0; s < S; ++s) {
-      clean += sets[s]["test_clean"].accuracy;
+      clean += metrics[s]["test_clean"].accuracy;
       train_loss += loss[s];
-      records[s].curves.push_back({done, sets[s]});
+      records[s].curves.push_back({done, metrics[s]});
     }
     eval_s += seconds_since(t_eval);
     if (progress) progress(method, done, steps, clean / S, train_loss / S, double(S) * done / train_s);
@@ -83,103 +94,79 @@ double Study::train_erm(const std::string& method, const std::vector<float>& x, 
   return train_s;
 }
 
-std::vector<std::pair<std::string, int>> Study::add_eval_sets() {
-  std::vector<std::pair<std::string, int>> ids = {{"train", Backend::kTrainingSet}};
-  for (const auto& [name, x, per_seed] : test_sets())
-    ids.push_back({name, backend.add_eval_set(x, data.y_test.data(), NT, per_seed)});
-  return ids;
+std::vector<std::pair<std::string, int>> Study::sets(int train_set) const {
+  return {{"train", train_set}, {"test_clean", test_set}, {"test_aligned", aligned_set},
+          {"test_conflicting", conflicting_set}};
 }
 
-std::vector<std::map<std::string, SetMetrics>> Study::evaluate_sets(const std::vector<std::pair<std::string, int>>& ids) {
+std::vector<std::map<std::string, SetMetrics>> Study::evaluate_sets(const std::vector<std::pair<std::string, int>>& ids,
+    std::map<std::string, std::vector<int8_t>>* pred) {
   std::vector<std::map<std::string, SetMetrics>> out(S);
   std::vector<SetMetrics> m(S);
   for (const auto& [name, id] : ids) {
-    backend.evaluate_set(id, m.data());
+    int8_t* p = nullptr;
+    if (pred && name != "train") {
+      (*pred)[name].resize(size_t(S) * NT);
+      p = (*pred)[name].data();
+    }
+    backend.evaluate_set(id, m.data(), p);
     for (int s = 0; s < S; ++s) out[s][name] = m[s];
   }
   return out;
 }
 
-std::vector<std::map<std::string, SetMetrics>> Study::evaluate(const std::vector<float>& x_train,
-    std::map<std::string, std::vector<int8_t>>* pred) {
-  std::vector<std::map<std::string, SetMetrics>> out(S);
-  std::vector<float> logits(size_t(S) * std::max(N, NT) * K);
-  backend.predict(x_train.data(), N, true, logits.data());
-  for (int s = 0; s < S; ++s) out[s]["train"] = evaluate_logits(logits.data() + size_t(s) * N * K, data.y_train.data(), N, K);
-  for (const auto& [name, x, per_seed] : test_sets()) {
-    backend.predict(x, NT, per_seed, logits.data());
-    for (int s = 0; s < S; ++s)
-      out[s][name] = evaluate_logits(logits.data() + size_t(s) * NT * K, data.y_test.data(), NT, K);
-    if (pred) {
-      std::vector<int8_t>& p = (*pred)[name];
-      p.resize(size_t(S) * NT);
-      for (size_t i = 0; i < size_t(S) * NT; ++i) {
-        const float* z = logits.data() + i * K;
-        p[i] = int8_t(std::max_element(z, z + K) - z);  // first maximum, as evaluate_logits
-      }
-    }
-  }
-  return out;
-}
-
-std::vector<std::tuple<std::string, const float*, bool>> Study::test_sets() const {
-  return {{"test_clean", data.x_test.data(), false},
-          {"test_aligned", x_aligned.data(), true},
-          {"test_conflicting", x_conflicting.data(), true}};
-}
-
-void Study::finish(const std::string& method, const std::vector<float>& params, const std::vector<float>& x_train,
+void Study::finish(const std::string& method, const std::vector<float>& params, int train_set,
     std::vector<RunRecord>& records, MethodCrossSeed& cross, MethodTiming& tm) {
   const auto t0 = Clock::now();
-  backend.reset(shape, S, params.data(), cfg.adam);
+  backend.load_params(params.data());
   std::map<std::string, std::vector<int8_t>> pred;
-  std::vector<std::map<std::string, SetMetrics>> sets = evaluate(x_train, &pred);
-  for (int s = 0; s < S; ++s) records[s].metrics = sets[s];
+  std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(sets(train_set), &pred);
+  for (int s = 0; s < S; ++s) records[s].metrics = metrics[s];
 
   for (const auto& [name, p] : pred) cross.disagreement[name] = disagreement_of(p, S, NT);
   for (const std::string set : {"test_aligned", "test_conflicting"}) {
     std::vector<double> shifted, clean;
-    for (int s = 0; s < S; ++s) shifted.push_back(sets[s][set].accuracy), clean.push_back(sets[s]["test_clean"].accuracy);
+    for (int s = 0; s < S; ++s)
+      shifted.push_back(metrics[s][set].accuracy), clean.push_back(metrics[s]["test_clean"].accuracy);
     if (S > 1) cross.underspecification[set] = seed_stats(shifted).std / seed_stats(clean).std;
   }
   tm.eval_s += seconds_since(t0);
   tm.stages.push_back({"final_evaluation", seconds_since(t0), 0, false});
-  if (cfg.saliency) saliency(method, x_train, records, cross, tm);
+  if (cfg.saliency) saliency(method, train_set, records, cross, tm);
 }
 
-void Study::saliency(const std::string& method, const std::vector<float>& x_train, std::vector<RunRecord>& records,
+void Study::saliency(const std::string& method, int train_set, std::vector<RunRecord>& records,
     MethodCrossSeed& cross, MethodTiming& tm) {
   say(method, "saliency");
   const auto t0 = Clock::now();
-  struct Set { std::string name; const float* x; bool per_seed; int n; const int32_t* y; };
-  std::vector<Set> sets = {{"train", x_train.data(), true, N, data.y_train.data()}};
-  for (const auto& [name, x, per_seed] : test_sets()) sets.push_back({name, x, per_seed, NT, data.y_test.data()});
-  std::vector<float> sal(size_t(S) * N * L);
-  for (const Set& set : sets) {
-    backend.saliency(set.x, set.y, set.n, set.per_seed, sal.data());
+  std::vector<float> sal(size_t(S) * std::max(N, NT) * L);
+  for (const auto& [name, id] : sets(train_set)) {
+    const bool train = name == "train";
+    const int n = train ? N : NT;
+    const int32_t* y = train ? data.y_train.data() : data.y_test.data();
+    backend.set_saliency(id, sal.data());
     std::vector<double> map(size_t(K) * L, 0.0);
     std::vector<int> count(K, 0);
-    for (int i = 0; i < set.n; ++i) ++count[set.y[i]];
+    for (int i = 0; i < n; ++i) ++count[y[i]];
     for (int s = 0; s < S; ++s) {
       double reliance = 0;
-      for (int i = 0; i < set.n; ++i) {
-        const float* g = sal.data() + (size_t(s) * set.n + i) * L;
-        const int y = set.y[i];
+      for (int i = 0; i < n; ++i) {
+        const float* g = sal.data() + (size_t(s) * n + i) * L;
         // The shortcut's block: the sample's own class, except on the conflicting set (the planted class).
-        const int k = set.name == "test_conflicting" ? planted_conflicting[size_t(s) * NT + i] : y;
+        const int k = name == "test_conflicting" ? planted_conflicting[size_t(s) * NT + i] : y[i];
         double total = 0, own = 0;
         for (int p = 0; p < L; ++p) {
           total += g[p];
-          map[size_t(y) * L + p] += g[p];
+          map[size_t(y[i]) * L + p] += g[p];
         }
         for (int p = block_begin(cfg.spurious, k); p < block_end(cfg.spurious, k, L); ++p) own += g[p];
         reliance += total > 0 ? own / total : 0.0;
       }
-      records[s].shortcut_reliance[set.name] = reliance / set.n;
+      records[s].shortcut_reliance[name] = reliance / n;
     }
-    for (int y = 0; y < K; ++y)
-      for (int p = 0; p < L; ++p) map[size_t(y) * L + p] /= double(S) * std::max(count[y], 1);
-    cross.saliency[set.name] = std::move(map);
+    for (int c = 0; c < K; ++c)
+      for (int p = 0; p < L; ++p) map[size_t(c) * L + p] /= double(S) * std::max(count[c], 1);
+    cross.saliency[name] = std::move(map);
   }
   tm.stages.push_back({"saliency", seconds_since(t0), 0, false});
 }
@@ -188,7 +175,7 @@ const std::vector<float>& Study::erm_model(const std::string& for_method, Method
   if (erm_params.empty()) {
     std::vector<RunRecord> scratch(S);
     MethodTiming own;
-    erm_train_s = train_erm(for_method == "erm" ? "erm" : for_method + ": erm", x_sp, {}, cfg.steps, erm_params,
+    erm_train_s = train_erm(for_method == "erm" ? "erm" : for_method + ": erm", sp_set, {}, cfg.steps, erm_params,
                             for_method == "erm" ? records : scratch, for_method == "erm" ? tm : own);
     erm_epochs = double(cfg.steps) / (N / cfg.batch);
     if (for_method != "erm") {  // this method pays for the erm model it needs
@@ -201,10 +188,10 @@ const std::vector<float>& Study::erm_model(const std::string& for_method, Method
   return erm_params;
 }
 
-std::vector<float> Study::features(const std::vector<float>& params, const float* x, int n, bool per_seed) {
-  backend.reset(shape, S, params.data(), cfg.adam);
-  std::vector<float> z(size_t(S) * n * shape.feature_dim());
-  backend.features(x, n, per_seed, z.data());
+std::vector<float> Study::features(const std::vector<float>& params, int set) {
+  backend.load_params(params.data());
+  std::vector<float> z(size_t(S) * N * shape.feature_dim());
+  backend.set_features(set, z.data());
   return z;
 }
 

@@ -1,12 +1,12 @@
-// What one run_study call shares between its methods (study/methods/): the seeds' data, the backend, and the stages
-// every method is built from (ERM training with periodic evaluation, features, head surgery, the final evaluation
-// with predictions and saliency). Internal to the study floor.
+// What one run_study call shares between its methods (study/methods/): the seeds' data, kept by the backend (on the
+// device for a device backend: D_base and the clean test set uploaded once, every seed's D_sp and shifted test sets
+// made there), the backend, and the stages every method is built from (ERM training with periodic evaluation,
+// features, head surgery, the final evaluation with predictions and saliency). Internal to the study floor.
 #pragma once
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -32,7 +32,9 @@ struct Study {
   int S, N, NT, L, K;
   ConvBaseShape shape;
   size_t P;
-  std::vector<float> x_sp, x_base, x_aligned, x_conflicting;  // (S, N|NT, L)
+  // The backend's kept sets (core/backend.h), made once by make_sets: D_base and the clean test set shared by the
+  // seeds, D_sp and the aligned and conflicting test sets per seed.
+  int base_set = -1, test_set = -1, sp_set = -1, aligned_set = -1, conflicting_set = -1;
   std::vector<int32_t> planted_conflicting;                    // (S, NT): class whose block was planted
   std::vector<float> erm_params;                               // (S, P) once `erm` has trained
   double erm_train_s = 0, erm_epochs = 0;
@@ -51,38 +53,35 @@ struct Study {
 
   void say(const std::string& method, const std::string& what) const;
 
-  // ERM from the PyTorch-default initialisation on x (S, N, L); rows[s] restricts seed s to a subset (or empty).
-  // Fills params (S, P) and records curves; returns the training seconds.
-  double train_erm(const std::string& method, const std::vector<float>& x, const std::vector<std::vector<int32_t>>& rows,
-                   int steps, std::vector<float>& params, std::vector<RunRecord>& records, MethodTiming& tm);
+  // Resets the backend to the study's model and makes the kept sets (base_set ... conflicting_set).
+  void make_sets();
 
-  // The training set (the backend's, from set_train_data) and the three test sets, kept by the backend (after its
-  // reset) for periodic evaluation: (set name, id) pairs.
-  std::vector<std::pair<std::string, int>> add_eval_sets();
+  // ERM from the PyTorch-default initialisation on kept set `train_set` (D_base or D_sp); rows[s] restricts seed s to
+  // a subset (or empty). Fills params (S, P) and records curves; returns the training seconds.
+  double train_erm(const std::string& method, int train_set, const std::vector<std::vector<int32_t>>& rows, int steps,
+                   std::vector<float>& params, std::vector<RunRecord>& records, MethodTiming& tm);
 
-  // Metrics of the backend's current model on the sets of add_eval_sets, scored where the backend runs (on a GPU
-  // only S * (classes + 1) numbers per set come back).
-  std::vector<std::map<std::string, SetMetrics>> evaluate_sets(const std::vector<std::pair<std::string, int>>& ids);
+  // The training set and the three test sets as (set name, kept set id) pairs; the training set is train_set.
+  std::vector<std::pair<std::string, int>> sets(int train_set) const;
 
-  // Metrics of the backend's current model on the training set x_train and the three test sets;
-  // pred, if given, receives the (S, NT) predictions per test set.
-  std::vector<std::map<std::string, SetMetrics>> evaluate(const std::vector<float>& x_train,
-                                                          std::map<std::string, std::vector<int8_t>>* pred);
+  // Metrics of the backend's current model on `ids`, scored where the backend runs (on a GPU only S * (classes + 1)
+  // numbers per set come back); pred, if given, receives the (S, NT) predictions per test set.
+  std::vector<std::map<std::string, SetMetrics>> evaluate_sets(const std::vector<std::pair<std::string, int>>& ids,
+                                                               std::map<std::string, std::vector<int8_t>>* pred);
 
-  std::vector<std::tuple<std::string, const float*, bool>> test_sets() const;
-
-  // Final metrics, predictions and saliency of params (S, P) into records and cross.
-  void finish(const std::string& method, const std::vector<float>& params, const std::vector<float>& x_train,
+  // Final metrics, predictions and saliency of params (S, P), trained or refitted on kept set train_set, into
+  // records and cross.
+  void finish(const std::string& method, const std::vector<float>& params, int train_set,
               std::vector<RunRecord>& records, MethodCrossSeed& cross, MethodTiming& tm);
 
-  void saliency(const std::string& method, const std::vector<float>& x_train, std::vector<RunRecord>& records,
-                MethodCrossSeed& cross, MethodTiming& tm);
+  void saliency(const std::string& method, int train_set, std::vector<RunRecord>& records, MethodCrossSeed& cross,
+                MethodTiming& tm);
 
   // The erm model (S, P), trained once and shared by erm, dfr*, afr-source.
   const std::vector<float>& erm_model(const std::string& for_method, MethodTiming& tm, std::vector<RunRecord>& records);
 
-  // Head inputs (S, n, F) of `params` for x (per seed or shared).
-  std::vector<float> features(const std::vector<float>& params, const float* x, int n, bool per_seed);
+  // Head inputs (S, N, F) of `params` for the training inputs of kept set `set` (D_base or D_sp).
+  std::vector<float> features(const std::vector<float>& params, int set);
 
   void set_head(float* params_s, const Head& h) const;
 

@@ -1,7 +1,5 @@
 #include "study/study.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -106,23 +104,8 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
                       const NoteFn& note) {
   validate(cfg, data);
   Study st(cfg, data, backend, progress, note);
-  const int S = st.S, N = st.N, NT = st.NT, L = st.L;
-
-  // Per-seed data, built once: D_sp and the two shifted test sets (x is (S, N, L)); D_base copied per seed.
-  st.x_sp.resize(size_t(S) * N * L), st.x_aligned.resize(size_t(S) * NT * L);
-  st.x_conflicting.resize(size_t(S) * NT * L), st.planted_conflicting.resize(size_t(S) * NT);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(backend.threads())
-  for (int s = 0; s < S; ++s) {
-    SeedData sd = make_seed_data(cfg, data, uint32_t(s));
-    std::copy(sd.train.begin(), sd.train.end(), st.x_sp.begin() + size_t(s) * N * L);
-    std::copy(sd.test_aligned.begin(), sd.test_aligned.end(), st.x_aligned.begin() + size_t(s) * NT * L);
-    std::copy(sd.test_conflicting.begin(), sd.test_conflicting.end(), st.x_conflicting.begin() + size_t(s) * NT * L);
-    std::copy(sd.planted_conflicting.begin(), sd.planted_conflicting.end(), st.planted_conflicting.begin() + size_t(s) * NT);
-  }
-  if (std::find(cfg.methods.begin(), cfg.methods.end(), "erm-base") != cfg.methods.end()) {
-    st.x_base.resize(size_t(S) * N * L);
-    for (int s = 0; s < S; ++s) std::copy(data.x_train.begin(), data.x_train.end(), st.x_base.begin() + size_t(s) * N * L);
-  }
+  const int S = st.S;
+  st.make_sets();  // D_base and the clean test set once; every seed's D_sp and shifted test sets where they are used
 
   StudyResult result;
   for (const std::string& listed : cfg.methods) {

@@ -29,14 +29,14 @@ void reweight_head(Study& st, MethodRun& run, bool source_variant) {
   if (source_variant) {
     params = st.erm_model(method, run.tm, run.records);  // stage 1 = erm, which trained on the stage-2 rows too
   } else {
-    st.train_erm(method + " stage 1", st.x_sp, st.afr_stage1_rows, run.stage1_steps, params, run.records, run.tm);
+    st.train_erm(method + " stage 1", st.sp_set, st.afr_stage1_rows, run.stage1_steps, params, run.records, run.tm);
   }
   st.say(method, "stage 2: reweighted head on " + std::to_string(st.afr_stage2_rows[0].size()) +
                      " samples per seed, " + std::to_string(cfg.afr.gammas.size() * cfg.afr.lambdas.size()) +
                      " grid points x " + std::to_string(cfg.afr.epochs) + " epochs");
   auto t0 = Clock::now();
-  const std::vector<float> z_sp = st.features(params, st.x_sp.data(), st.N, true);
-  const std::vector<float> z_base = st.features(params, st.data.x_train.data(), st.N, false);
+  const std::vector<float> z_sp = st.features(params, st.sp_set);
+  const std::vector<float> z_base = st.features(params, st.base_set);
   run.tm.stages.push_back({"features", seconds_since(t0), 0, false});
   t0 = Clock::now();
   std::vector<std::vector<float>> p_true(st.S);
@@ -60,7 +60,7 @@ void reweight_head(Study& st, MethodRun& run, bool source_variant) {
   run.cross.afr_p_histogram.assign(20, 0.0);
   for (const auto& ps : p_true)
     for (float p : ps) run.cross.afr_p_histogram[std::min(19, std::max(0, int(p * 20)))] += 1;
-  st.finish(method, params, st.x_sp, run.records, run.cross, run.tm);
+  st.finish(method, params, st.sp_set, run.records, run.cross, run.tm);
 }
 
 }  // namespace

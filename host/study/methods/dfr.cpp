@@ -17,7 +17,7 @@ void refit_head(Study& st, MethodRun& run, bool source_variant) {
   st.say(method, "refitting the head on " + std::to_string(int(std::lround(st.cfg.dfr_fraction * st.N))) +
                      " D_base samples per seed");
   auto t0 = Clock::now();
-  const std::vector<float> z = st.features(erm, st.data.x_train.data(), st.N, false);
+  const std::vector<float> z = st.features(erm, st.base_set);
   run.tm.stages.push_back({"features", seconds_since(t0), 0, false});
   t0 = Clock::now();
   std::vector<float> params = erm;
@@ -36,7 +36,7 @@ void refit_head(Study& st, MethodRun& run, bool source_variant) {
     rec.dfr_tune_worst_group = r.tune_worst_group_per_l1;
   }
   run.tm.stages.push_back({"head_fit", seconds_since(t0), 0, false});
-  st.finish(method, params, st.x_sp, run.records, run.cross, run.tm);
+  st.finish(method, params, st.sp_set, run.records, run.cross, run.tm);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// Evaluation sets on the device (Backend::add_eval_set) for both CUDA backends, and the sum of the fused
-// cross-entropy kernel's per-chunk scores (each seed's mean loss and per-class correct counts) into SetMetrics.
-// Periodic evaluation then moves S * (K + 1) numbers per chunk back instead of inputs in and logits out.
+// Kept sets on the device (Backend::add_set, add_spurious_set) for both CUDA backends, and the sum of the fused
+// cross-entropy kernel's per-chunk scores (each seed's mean loss, per-class correct counts and, if asked for, the
+// predictions) into SetMetrics. Scoring a set then moves S * (K + 1) numbers per chunk back instead of inputs in and
+// logits out.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -15,12 +16,13 @@
 
 namespace sb::gpu {
 
-struct DeviceEvalSet {
-  DeviceArray<float> x;         // (S, N, L) per seed, or (N, L) shared
-  DeviceArray<int32_t> labels;  // (N)
-  std::vector<int64_t> total;   // (K): samples of each class
+struct DeviceSet {
+  DeviceArray<float> x;              // (S, N, L) per seed, or (N, L) shared
+  DeviceArray<int32_t> labels;       // (N)
+  std::vector<int32_t> host_labels;  // (N): saliency's, and the spurious transform's label check
+  std::vector<int64_t> total;        // (K): samples of each class
   bool per_seed = false;
-  int N() const { return int(labels.size()); }
+  int N() const { return int(host_labels.size()); }
 };
 
 // Samples of each class among labels (N).
@@ -30,15 +32,15 @@ inline std::vector<int64_t> class_totals(const int32_t* labels, int N, int K) {
   return total;
 }
 
-// The set's copy on the device; the arguments are checked (check_eval_set) by the caller.
-inline DeviceEvalSet upload_eval_set(const float* x, const int32_t* labels, int N, bool per_seed, int S, int L,
-                                     int K) {
-  DeviceEvalSet set;
+// The set's copy on the device; the arguments are checked (check_set) by the caller.
+inline DeviceSet upload_set(const float* x, const int32_t* labels, int N, bool per_seed, int S, int L, int K) {
+  DeviceSet set;
   const size_t nx = (per_seed ? size_t(S) : 1) * N * L;
   set.x = DeviceArray<float>(nx);
   set.labels = DeviceArray<int32_t>(size_t(N));
   copy_to_device(set.x.data(), x, nx * sizeof(float));
   copy_to_device(set.labels.data(), labels, size_t(N) * sizeof(int32_t));
+  set.host_labels.assign(labels, labels + N);
   set.total = class_totals(labels, N, K);
   set.per_seed = per_seed;
   return set;
@@ -47,17 +49,23 @@ inline DeviceEvalSet upload_eval_set(const float* x, const int32_t* labels, int 
 // Scores of one set, summed over its chunks in order (so the same on every run).
 class EvalScores {
  public:
-  EvalScores(int S, int K) : S_(S), K_(K), loss_sum_(size_t(S), 0.0), correct_(size_t(S) * K, 0) {}
+  // pred (S, N), if not null: the host array that receives the predictions of a set of N samples.
+  EvalScores(int S, int K, int8_t* pred = nullptr, int N = 0)
+      : S_(S), K_(K), N_(N), pred_(pred), loss_sum_(size_t(S), 0.0), correct_(size_t(S) * K, 0) {}
 
-  // Scores a chunk of n samples: logits (S, n, K) against labels (n, device, shared by the seeds) with the fused CE
-  // kernel into loss (S) and correct (S, K) (device scratch), then adds them.
-  void score_chunk(const float* logits, const int32_t* labels, int n, float* loss, int32_t* correct,
-                   cudaStream_t stream) {
+  // Scores rows [r0, r0 + n) of the set: logits (S, n, K) against labels (n, device, shared by the seeds) with the
+  // fused CE kernel into loss (S), correct (S, K) and pred (S, n) (device scratch), then adds them.
+  void score_chunk(const float* logits, const int32_t* labels, int r0, int n, float* loss, int32_t* correct,
+                   int8_t* pred, cudaStream_t stream) {
     SoftmaxCrossEntropyArgs ce;
     ce.S = S_, ce.B = n, ce.K = K_;
     ce.logits = logits, ce.labels = labels, ce.label_seed_stride = 0;
     ce.loss = loss, ce.correct = correct;
+    if (pred_) ce.pred = pred;
     softmax_cross_entropy(ce, stream);
+    if (pred_)  // (S, n) -> rows [r0, r0 + n) of (S, N)
+      SB_CUDA_CHECK(cudaMemcpy2DAsync(pred_ + r0, size_t(N_), pred, size_t(n), size_t(n), size_t(S_),
+                                      cudaMemcpyDeviceToHost, stream));
     add_chunk(loss, correct, n, stream);
   }
 
@@ -81,7 +89,8 @@ class EvalScores {
     for (size_t i = 0; i < c.size(); ++i) correct_[i] += c[i];
   }
 
-  int S_, K_;
+  int S_, K_, N_;
+  int8_t* pred_;
   std::vector<double> loss_sum_;
   std::vector<int64_t> correct_;
 };
