@@ -555,16 +555,11 @@ void run_spurious(benchmark::State& state, SpuriousSetKind set, sb::NoiseDraw dr
   const std::vector<int32_t>& y = train ? data.y_train : data.y_test;
   sb::SpuriousConfig cfg;
   cfg.draw = draw;
-  const auto build_on_device = train                             ? sb::plant_spurious_feature_cuda
-                               : set == SpuriousSetKind::aligned ? sb::make_test_aligned_cuda
-                                                                 : sb::make_test_conflicting_cuda;
-  const auto build_on_host = train                             ? sb::plant_spurious_feature
-                             : set == SpuriousSetKind::aligned ? sb::make_test_aligned
-                                                               : sb::make_test_conflicting;
   DeviceArray<float> d_x(x), d_out(size_t(S) * N * L);
   DeviceArray<int32_t> d_y(y), d_planted(size_t(S) * N);
   const auto launch = [&] {
-    build_on_device(cfg, d_x.data(), d_y.data(), N, L, kSeed, 0, S, d_out.data(), d_planted.data(), nullptr);
+    sb::make_spurious_set_cuda(set, cfg, d_x.data(), d_y.data(), N, L, kSeed, 0, S, d_out.data(), d_planted.data(),
+                               nullptr);
   };
   d_out.poison();
   sb::gpu::fill_device_bytes(d_planted.data(), 0x80, d_planted.size() * sizeof(int32_t));  // no class, not -1
@@ -576,7 +571,7 @@ void run_spurious(benchmark::State& state, SpuriousSetKind set, sb::NoiseDraw dr
   const std::vector<int32_t> planted = d_planted.download();
   std::set<std::pair<uint32_t, int>> excused;
   for (int s = 0; s < S; ++s) {
-    const sb::SpuriousSet want = build_on_host(cfg, x.data(), y.data(), N, L, kSeed, uint32_t(s));
+    const sb::SpuriousSet want = sb::make_spurious_set(set, cfg, x.data(), y.data(), N, L, kSeed, uint32_t(s));
     sb::bench::expect_spurious_seed_matches(check, set, cfg, kSeed, uint32_t(s), N, L, out.data() + size_t(s) * N * L,
                                             planted.data() + size_t(s) * N, want, &excused);
   }

@@ -354,6 +354,15 @@ void make_test_conflicting_cuda(const SpuriousConfig& cfg, const float* d_x, con
               static_cast<cudaStream_t>(stream));
 }
 
+void make_spurious_set_cuda(SpuriousSetKind kind, const SpuriousConfig& cfg, const float* d_x, const int32_t* d_labels,
+                            int N, int L, uint64_t base_seed, uint32_t s0, int S, float* d_out, int32_t* d_planted,
+                            void* stream) {
+  const DeviceEntry entry = kind == SpuriousSetKind::train     ? plant_spurious_feature_cuda
+                            : kind == SpuriousSetKind::aligned ? make_test_aligned_cuda
+                                                               : make_test_conflicting_cuda;
+  entry(cfg, d_x, d_labels, N, L, base_seed, s0, S, d_out, d_planted, stream);
+}
+
 SpuriousBatch plant_spurious_feature_cuda_host(const SpuriousConfig& cfg, const float* x, const int32_t* y, int N,
                                                int L, uint64_t base_seed, uint32_t s0, int S) {
   return run_on_host_pointers(plant_spurious_feature_cuda, cfg, x, y, N, L, base_seed, s0, S);

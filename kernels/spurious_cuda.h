@@ -41,6 +41,11 @@ void make_test_conflicting_cuda(const SpuriousConfig& cfg, const float* d_x, con
                                 uint64_t base_seed, uint32_t s0, int S, float* d_out, int32_t* d_planted,
                                 void* stream);
 
+// One of the three above by kind (train: plant_spurious_feature_cuda), as make_spurious_set in cpu/spurious.h.
+void make_spurious_set_cuda(SpuriousSetKind kind, const SpuriousConfig& cfg, const float* d_x, const int32_t* d_labels,
+                            int N, int L, uint64_t base_seed, uint32_t s0, int S, float* d_out, int32_t* d_planted,
+                            void* stream);
+
 // Longest sequence the kernels take (a block of rows is staged in 32 KB of shared memory).
 constexpr int max_spurious_cuda_length = 8192;
 

@@ -15,6 +15,16 @@ void check_set(const std::string& who, const float* x, const int32_t* labels, in
                                   " outside [0, " + std::to_string(classes) + ")");
 }
 
+void check_spurious_source(const std::string& who, bool per_seed, const int32_t* labels, int N,
+                           const SpuriousConfig& cfg, int length, int classes) {
+  if (per_seed) throw std::invalid_argument(who + ": the spurious transform starts from a shared set");
+  validate(cfg, length);
+  for (int i = 0; i < N; ++i)
+    if (labels[i] < 0 || labels[i] >= cfg.classes || labels[i] >= classes)
+      throw std::invalid_argument(who + ": label " + std::to_string(labels[i]) + " of sample " + std::to_string(i) +
+                                  " outside the spurious transform's " + std::to_string(cfg.classes) + " classes");
+}
+
 void check_set_id(const std::string& who, int id, size_t sets, bool have_train_set) {
   if (id == Backend::kTrainingSet) {
     if (!have_train_set) throw std::logic_error(who + ": the training set is used before there is one (train_on)");

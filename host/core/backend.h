@@ -94,6 +94,10 @@ struct BackendOptions {
 // The argument checks every backend makes, before touching anything; `who` starts the message ("cpu backend").
 // add_set's: an empty set, null data or a label outside [0, classes) is std::invalid_argument.
 void check_set(const std::string& who, const float* x, const int32_t* labels, int N, int classes);
+// add_spurious_set's source set: it must be shared (per_seed false), cfg valid for sequences of `length`, and its
+// labels (N) in [0, min(cfg.classes, classes)): std::invalid_argument otherwise.
+void check_spurious_source(const std::string& who, bool per_seed, const int32_t* labels, int N,
+                           const SpuriousConfig& cfg, int length, int classes);
 // A set id that add_set / add_spurious_set did not return since the last reset() is std::out_of_range;
 // kTrainingSet before train_on is std::logic_error.
 void check_set_id(const std::string& who, int id, size_t sets, bool have_train_set);

@@ -100,7 +100,9 @@ class CpuBackend final : public Backend {
   int add_spurious_set(SpuriousSetKind kind, const SpuriousConfig& cfg, int clean, uint64_t base_seed, uint32_t seed0,
                        int32_t* planted) override {
     require_reset();
-    const Set& base = clean_set("cpu backend", clean, cfg);
+    const Set& base = kept("cpu backend", clean);
+    check_spurious_source("cpu backend", base.per_seed, base.labels.data(), base.N(), cfg, shape_.length,
+                          shape_.classes);
     const int N = base.N(), L = shape_.length;
     Set set;
     set.x.resize(size_t(S_) * N * L);
@@ -217,15 +219,6 @@ class CpuBackend final : public Backend {
     require_reset();
     check_set_id(who, id, sets_.size(), train_ >= 0);
     return sets_[size_t(id == kTrainingSet ? train_ : id)];
-  }
-
-  // add_spurious_set's source: a shared kept set whose labels the transform takes.
-  const Set& clean_set(const std::string& who, int id, const SpuriousConfig& cfg) const {
-    const Set& set = kept(who, id);
-    if (set.per_seed) throw std::invalid_argument(who + ": the spurious transform starts from a shared set");
-    validate(cfg, shape_.length);
-    check_set(who, set.x.data(), set.labels.data(), set.N(), std::min(cfg.classes, shape_.classes));
-    return set;
   }
 
   // Runs fn(seed, first row, rows, x of those rows, thread buffers) over (seed, chunk) pairs in parallel.

@@ -139,7 +139,7 @@ class CudaBackend final : public gpu::DeviceBackend {
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
     require_reset();
-    check_train_step("cuda backend", batch_index, S_, B, N_);
+    check_train_step("cuda backend", batch_index, S_, B, train_rows());
     const NvtxRange range("cuda:train_step");  // nested in the study's train_step
     ensure_train_capacity(B);
     const int t = ++step_;
@@ -256,8 +256,9 @@ class CudaBackend final : public gpu::DeviceBackend {
     float* xb = train_.x.data() + size_t(g.s0) * B * L;
     int32_t* yb = train_.labels.data() + size_t(g.s0) * B;
     const gpu::DeviceSet& set = train_set();
-    const size_t x_seed_stride = set.per_seed ? size_t(N_) * L : 0;  // D_sp: each seed its own; D_base: shared
-    gpu::gather_batch(g.S, B, N_, L, set.x.data() + size_t(g.s0) * x_seed_stride, x_seed_stride, set.labels.data(),
+    const int N = set.N();
+    const size_t x_seed_stride = set.per_seed ? size_t(N) * L : 0;  // D_sp: each seed its own; D_base: shared
+    gpu::gather_batch(g.S, B, N, L, set.x.data() + size_t(g.s0) * x_seed_stride, x_seed_stride, set.labels.data(),
                       g.inputs.rows(), xb, yb, st);
     const Pass p = slice(train_, g.s0, g.S, B, xb, size_t(B) * L);
     forward(p, true, st);

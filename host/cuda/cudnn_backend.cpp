@@ -190,7 +190,7 @@ class CudnnBackend final : public gpu::DeviceBackend {
 
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
     require_reset();
-    check_train_step("cudnn backend", batch_index, S_, B, N_);
+    check_train_step("cudnn backend", batch_index, S_, B, train_rows());
     const NvtxRange range("cudnn:train_step");
     ensure_train_capacity(B);
     const Plan& plan = plan_for(B);
@@ -406,7 +406,7 @@ class CudnnBackend final : public gpu::DeviceBackend {
     const int32_t* rows = inputs_.rows();
     const gpu::AdamStepScalars* scalars = inputs_.scalars();
     const gpu::DeviceSet& set = train_set();
-    gpu::gather_batch(S_, B, N_, L, set.x.data(), set.per_seed ? size_t(N_) * L : 0, set.labels.data(), rows,
+    gpu::gather_batch(S_, B, set.N(), L, set.x.data(), set.per_seed ? size_t(set.N()) * L : 0, set.labels.data(), rows,
                       train_.x.data(), train_.labels.data(), st);  // x (S, B, L), labels (S, B)
     const Pass p = grouped_ ? pass(train_, B, to_conv_layout(plan, train_.x.data(), train_.xc.data()), 0)
                             : pass(train_, B, train_.x.data(), size_t(B) * L);

@@ -55,9 +55,7 @@ class DeviceBackend : public Backend {
                        int32_t* planted) override {
     require_reset();
     const DeviceSet& base = kept(clean);
-    if (base.per_seed) throw std::invalid_argument(who_ + ": the spurious transform starts from a shared set");
-    validate(cfg, shape_.length);
-    check_set(who_, base.x.data(), base.host_labels.data(), base.N(), std::min(cfg.classes, shape_.classes));
+    check_spurious_source(who_, base.per_seed, base.host_labels.data(), base.N(), cfg, shape_.length, shape_.classes);
     const int N = base.N(), L = shape_.length;
     DeviceSet set;
     set.x = DeviceArray<float>(size_t(S_) * N * L);
@@ -69,10 +67,8 @@ class DeviceBackend : public Backend {
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     SB_CUDA_CHECK(cudaMemcpy(set.labels.data(), base.labels.data(), size_t(N) * sizeof(int32_t),
                              cudaMemcpyDeviceToDevice));
-    const auto make = kind == SpuriousSetKind::train     ? plant_spurious_feature_cuda
-                      : kind == SpuriousSetKind::aligned ? make_test_aligned_cuda
-                                                         : make_test_conflicting_cuda;
-    make(cfg, base.x.data(), base.labels.data(), N, L, base_seed, seed0, S_, set.x.data(), d_planted.data(), nullptr);
+    make_spurious_set_cuda(kind, cfg, base.x.data(), base.labels.data(), N, L, base_seed, seed0, S_, set.x.data(),
+                           d_planted.data(), nullptr);
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     if (planted) copy_to_host(planted, d_planted.data(), size_t(S_) * N * sizeof(int32_t));
     sets_.push_back(std::move(set));
@@ -86,7 +82,6 @@ class DeviceBackend : public Backend {
     SB_CUDA_CHECK(cudaDeviceSynchronize());
     train_data_changing();
     train_ = id;
-    N_ = sets_[size_t(id)].N();
   }
 
   void predict(const float* x, int N, bool per_seed, float* logits) override {
@@ -159,8 +154,9 @@ class DeviceBackend : public Backend {
   // graphs stay valid); the caller has waited for the device.
   virtual void upload_params(const float* params) = 0;
 
-  // The training set of train_on (N_ > 0 once there is one).
+  // The training set of train_on, and its rows (0 before there is one).
   const DeviceSet& train_set() const { return sets_[size_t(train_)]; }
+  int train_rows() const { return train_ >= 0 ? train_set().N() : 0; }
 
   // reset()'s argument checks, before anything is freed: a rejected reset leaves the backend as it was.
   void check_reset(const ConvBaseShape& shape, int S, const float* params) const {
@@ -180,7 +176,7 @@ class DeviceBackend : public Backend {
     grads_ = DeviceArray<float>{};
     m_ = DeviceArray<float>{};
     v_ = DeviceArray<float>{};
-    shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0, N_ = 0;
+    shape_ = shape, S_ = S, P_ = shape.num_params(), adam_ = adam, step_ = 0;
     const size_t n = size_t(S) * P_;
     grads_ = DeviceArray<float>(n);
     m_ = DeviceArray<float>(n);
@@ -205,7 +201,6 @@ class DeviceBackend : public Backend {
   size_t P_ = 0;
   AdamConfig adam_;
   DeviceArray<float> params_, grads_, m_, v_;  // S * P each, in the backend's layout
-  int N_ = 0;                                  // samples in the training set (0: none yet)
   DeviceArray<float> train_loss_;              // (S): each seed's mean batch loss of the last step
   PinnedBuffer loss_pinned_;                   // (S) floats: where train_loss_ lands on the host
 
