@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what spurious-bench needs on Debian 12 (root or sudo). Skips apt when everything is there.
+# Also makes .venv (gitignored): Debian's python3 plus the PyPI `safetensors` package, which the tests use to read
+# the models and features we write (tests/artifacts/).
 set -euo pipefail
-pkgs=(cmake make g++ libcli11-dev nlohmann-json3-dev libssl-dev libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib)
+cd "$(dirname "$0")/.."
+pkgs=(cmake make g++ libcli11-dev nlohmann-json3-dev libssl-dev libgtest-dev libbenchmark-dev python3-numpy
+      python3-matplotlib python3-venv python3-pip chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,4 +16,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! .venv/bin/python -c 'import safetensors, numpy' 2>/dev/null; then
+  echo "install-deps: making .venv with safetensors (PyPI)"
+  /usr/bin/python3 -m venv --system-site-packages .venv
+  .venv/bin/pip install -q --disable-pip-version-check 'safetensors>=0.4'
 fi

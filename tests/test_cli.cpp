@@ -2,6 +2,9 @@
 // good input writes results that are deterministic and independent of the seed count and threads.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <cstdlib>
 #include <filesystem>
@@ -39,11 +42,12 @@ Result run(const std::string& args) {
   return r;
 }
 
-void expect_clean_error(const std::string& args, const std::string& fragment) {
+// Exit 2 for a command line that asks for something that cannot run, 1 for a failure to do what it asks.
+void expect_clean_error(const std::string& args, const std::string& fragment, int status = 2) {
   const fs::path dir = scratch();
   const fs::path out = dir / "never.json";
   Result r = run(args + " --out " + out.string());
-  EXPECT_NE(r.status, 0) << args;
+  EXPECT_EQ(r.status, status) << args;
   EXPECT_NE(r.err.find(fragment), std::string::npos) << args << " -> " << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "not one line: " << r.err;
   EXPECT_FALSE(fs::exists(out)) << args;
@@ -103,7 +107,7 @@ TEST(Cli, BadInputIsOneLineAndNoFile) {
   expect_clean_error("--methods erm,bogus", "unknown method 'bogus'");
   expect_clean_error("--backend tpu", "unknown backend 'tpu'");
   expect_clean_error("--noise-draw everything", "everything");
-  expect_clean_error("--data /nonexistent/folder", "/nonexistent/folder");
+  expect_clean_error("--data /nonexistent/folder", "/nonexistent/folder", 1);
   expect_clean_error("--no-such-flag", "no-such-flag");
   expect_clean_error("--batch 5000", "larger than the training set");
   expect_clean_error("--p 0.5,abc", "--p: 'abc' is not a number");
@@ -120,11 +124,88 @@ TEST(Cli, BadInputIsOneLineAndNoFile) {
   expect_clean_error("--backend cuda --streams 0", "--streams");
   expect_clean_error("--backend cuda --streams 2 --stream-per-seed", "excludes");
   expect_clean_error("--backend cudnn --cudnn-conv sideways", "sideways");
+  // Every list flag refuses empty and repeated entries.
+  expect_clean_error("--methods erm,,erm", "--methods: empty entry");
+  expect_clean_error("--methods erm,", "--methods: empty entry");
+  expect_clean_error("--methods erm,dfr,erm", "--methods: 'erm' is listed twice");
+  expect_clean_error("--afr-gammas 1,,2", "--afr-gammas: empty entry");
+  expect_clean_error("--afr-lambdas 0.1,0.10", "--afr-lambdas: 0.10 is listed twice");
+  expect_clean_error("--dfr-l1-grid 0.1,0.1", "--dfr-l1-grid");
+  expect_clean_error("--p 0.5,0.5", "--p: '0.5' is listed twice");
+  expect_clean_error("--afr-stage1-steps 100,100", "--afr-stage1-steps");
+  expect_clean_error("toy --models linear,linear", "--models: 'linear' is listed twice");
+  // A run that cannot fit in memory is refused before it starts, with the numbers and the flag to lower.
+  expect_clean_error("--seeds 100000000", "of memory");
+  expect_clean_error("--seeds 100000000", "lower --seeds");
+  expect_clean_error("--channels 100000", "lower --channels");
+  expect_clean_error("--records r.txt", "--records r.txt: the name must end in .csv or .jsonl");
+}
+
+TEST(Cli, OutputFoldersAreCheckedBeforeTraining) {
+  const fs::path dir = scratch();
+  fs::create_directories(dir / "full");
+  std::ofstream(dir / "full" / "x") << "x";
+  std::ofstream(dir / "file") << "x";
+  for (const std::string flag : {"--save-models", "--save-features"}) {
+    for (const fs::path& bad : {dir / "full", dir / "file", fs::path("/nonexistent/dir/out")}) {
+      Result r = run("--seeds 1 --steps 1 " + flag + " " + bad.string());
+      EXPECT_EQ(r.status, 1) << flag << " " << bad;
+      EXPECT_NE(r.err.find("cannot write " + bad.string()), std::string::npos) << r.err;
+      EXPECT_EQ(r.out, "") << "it trained before failing";
+    }
+  }
+  Result r = run("--seeds 1 --steps 1 --records /nonexistent/dir/r.csv");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "");
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "left behind " << e.path();
+  fs::remove_all(dir);
+}
+
+// A --save-models run killed half-way (here after erm-base's model was written, while erm trains) leaves no
+// models folder: the files wait in DIR.tmp.<pid> until the run ends.
+TEST(Cli, SaveModelsKilledHalfWayLeavesNoFolder) {
+  const fs::path dir = scratch();
+  const fs::path models = dir / "models";
+  const std::string cmd = sb_bench_spurious() + " --seeds 2 --steps 60 --eval-every 30 --batch 50 --quiet "
+                          "--no-saliency --methods erm-base,erm,afr --afr-epochs 100000 --save-models " +
+                          models.string() + " >/dev/null 2>&1 & echo $! >" + (dir / "pid").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string pid = sb_slurp(dir / "pid");
+  bool staged = false;
+  for (int i = 0; i < 600 && !staged; ++i) {  // up to 60 s for erm's model (afr then runs for minutes)
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().filename().string().rfind("models.tmp.", 0) == 0 && fs::exists(e.path() / "erm.p0.9.safetensors"))
+        staged = true;
+    if (!staged) ::usleep(100000);
+  }
+  ASSERT_EQ(std::system(("kill -9 " + pid).c_str()), 0);
+  EXPECT_TRUE(staged) << "the models never appeared in the staging folder";
+  ::usleep(200000);
+  EXPECT_FALSE(fs::exists(models)) << "a half-written models folder";
+  fs::remove_all(dir);
+}
+
+TEST(Cli, CrossSeedTableNamesEveryColumnBySet) {
+  const fs::path dir = scratch();
+  Result r = run(kSmall + " --seeds 3 --quiet --methods erm,dfr --no-saliency --out " + (dir / "r.json").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(slurp(dir / "r.json"));
+  const std::string header = "underspec aligned underspec conflicting";
+  const size_t at = r.out.find(header);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const size_t line = r.out.find("\nerm ", at);
+  ASSERT_NE(line, std::string::npos);
+  double aligned = 0, conflicting = 0;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + line + 1, "erm %lf %lf", &aligned, &conflicting), 2);
+  EXPECT_NEAR(aligned, j["cross_seed"]["erm"]["underspecification"]["test_aligned"].get<double>(), 0.006);
+  EXPECT_NEAR(conflicting, j["cross_seed"]["erm"]["underspecification"]["test_conflicting"].get<double>(), 0.006);
+  fs::remove_all(dir);
 }
 
 TEST(Cli, CudaBackendWithoutCuda) {
   if (sb::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present: the CUDA backend tests cover --backend cuda";
-  expect_clean_error("--backend cuda", "cuda");
+  expect_clean_error("--backend cuda", "cuda", 1);
 }
 
 TEST(Cli, UnwritableOutputFailsBeforeTraining) {
@@ -140,7 +221,7 @@ TEST(Cli, CorruptDataIsRejected) {
   const std::string src = sb_source_dir() + "/data/mnist1d/";
   for (const char* n : {"x_train.f32", "y_train.i32", "x_test.f32", "y_test.i32", "SHA256SUMS"}) fs::copy_file(src + n, dir / n);
   fs::resize_file(dir / "x_train.f32", 640000 - 160);  // one sample short
-  expect_clean_error("--data " + dir.string(), "x_train.f32");
+  expect_clean_error("--data " + dir.string(), "x_train.f32", 1);
   fs::remove_all(dir.parent_path());
 }
 

@@ -4,11 +4,15 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -20,8 +24,11 @@
 #include "core/text_util.h"
 #include "data/data.h"
 #include "data/npy.h"
+#include "report/artifacts.h"
+#include "report/records.h"
 #include "report/report.h"
 #include "report/seed_dataset.h"
+#include "report/staged_dir.h"
 #include "study/backends.h"
 #include "study/methods/methods.h"
 #include "study/study.h"
@@ -65,31 +72,85 @@ void print_note(const std::string& method, const std::string& what) {
 template <class T>
 std::vector<T> parse_list(const std::string& flag, const std::string& text) {
   std::vector<T> out;
-  for (const std::string& item : split_list(text)) {
+  for (const std::string& item : split_list(text, flag)) {
     const double v = parse_number(item, flag);
     if (!std::isfinite(v)) throw std::invalid_argument(flag + ": '" + item + "' is not a number");
     if (std::is_integral<T>::value && v != std::floor(v))
       throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
+    if (std::find(out.begin(), out.end(), T(v)) != out.end())
+      throw std::invalid_argument(flag + ": " + item + " is listed twice in '" + text + "'");
     out.push_back(T(v));
   }
-  if (out.empty()) throw std::invalid_argument(flag + " needs at least one value");
   return out;
 }
 
+// Where the main job writes, besides the terminal.
+struct Outputs {
+  std::string json, csv, records, models, features;
+};
+
+double available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");  // "MemAvailable:   20123456 kB"
+  std::string line;
+  while (std::getline(meminfo, line))
+    if (line.rfind("MemAvailable:", 0) == 0) return std::strtod(line.c_str() + 13, nullptr) * 1024;
+  return std::numeric_limits<double>::infinity();  // unknown: do not refuse
+}
+
+std::string gib(double bytes) { return strprintf("%.1f GiB", bytes / double(1 << 30)); }
+
+// Refuses a run that cannot fit, before it starts, naming the flag that shrinks it.
+void check_resources(const StudyConfig& cfg, const Dataset& data, const Outputs& out, size_t n_p) {
+  const MemoryEstimate m = estimate_memory(cfg, data, !out.features.empty());
+  const double available = available_memory_bytes();
+  if (m.total() > available)
+    throw std::invalid_argument(strprintf("this run needs about %s of memory, %s is available: lower %s",
+                                          gib(m.total()).c_str(), gib(available).c_str(),
+                                          m.model_bytes > m.data_bytes ? "--channels (or --seeds)" : "--seeds"));
+  if (out.features.empty()) return;
+  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
+  const double per_model = double(cfg.seeds) * (data.n_train + 3.0 * data.n_test) * (4.0 * shape.feature_dim() + 5);
+  int models = 0;
+  for (const std::string& mth : cfg.methods) models += mth == "erm" || mth == "erm-base";
+  const double need = per_model * models * n_p;
+  std::error_code ec;
+  fs::path where = fs::absolute(fs::path(out.features), ec).parent_path();
+  const fs::space_info space = fs::space(where, ec);
+  if (!ec && need > double(space.available))
+    throw std::runtime_error(strprintf("--save-features needs about %s on %s, %s is free", gib(need).c_str(),
+                                       where.string().c_str(), gib(double(space.available)).c_str()));
+}
+
 int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
-             const BackendOptions& backend_options, const std::string& data_dir, const std::string& out_json, const std::string& out_csv, bool quiet) {
+             const BackendOptions& backend_options, const std::string& data_dir, const Outputs& out, bool quiet) {
   Dataset data = load_dataset(data_dir);
   for (float p : ps) {
     cfg.spurious.p = p;
     validate(cfg, data);
   }
-  if (!out_json.empty()) check_writable(out_json);
-  if (!out_csv.empty()) check_writable(out_csv);
+  check_resources(cfg, data, out, ps.size());
+  // Every output is checked before training: files can be created, folders are new (or empty) and staged.
+  for (const std::string& f : {out.json, out.csv, out.records})
+    if (!f.empty()) check_writable(f);
+  const RecordFormat record_format = out.records.empty() ? RecordFormat::csv : record_format_of(out.records);
+  std::unique_ptr<StagedDir> models, features;
+  if (!out.models.empty()) models = std::make_unique<StagedDir>(out.models, true);
+  if (!out.features.empty()) features = std::make_unique<StagedDir>(out.features, true);
   std::unique_ptr<Backend> backend = make_backend(backend_name, backend_options);
   RunEnvironment env{backend->name(), backend->device(), backend->threads()};
 
+  StudySinks sinks;
+  if (models)
+    sinks.model = [&](const std::string& method, const std::vector<float>& params) {
+      write_model_file(models->path(model_file_name(method, cfg.spurious.p)), cfg, data, method, params);
+    };
+  if (features)
+    sinks.features = [&](const std::string& method, const std::vector<FeatureSetOut>& sets) {
+      write_features_file(features->path(features_file_name(method, cfg.spurious.p)), cfg, data, method, sets);
+    };
+
   nlohmann::json doc, sweep = nlohmann::json::array();
-  std::string csv;
+  std::string csv, records;
   for (size_t i = 0; i < ps.size(); ++i) {
     cfg.spurious.p = ps[i];
     if (!quiet)
@@ -98,7 +159,7 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
                    ps.size() > 1 ? (" (" + std::to_string(i + 1) + " of " + std::to_string(ps.size()) + ")").c_str() : "",
                    cfg.channels, backend->name().c_str(), backend->device().c_str(), backend->threads());
     StudyResult result = run_study(cfg, data, *backend, quiet ? ProgressFn{} : ProgressFn{print_progress},
-                                   quiet ? NoteFn{} : NoteFn{print_note});
+                                   quiet ? NoteFn{} : NoteFn{print_note}, sinks);
     if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
     std::cout << summary_table(cfg, result);
     std::fputs(cross_seed_table(result).c_str(), stdout);
@@ -106,6 +167,7 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
     std::fflush(stdout);
     nlohmann::json j = results_json(cfg, data, env, result);
     csv += results_csv(result, ps[i], i == 0);
+    if (!out.records.empty()) records += records_text(cfg, result, record_format, i == 0);
     if (ps.size() == 1) {
       doc = std::move(j);
     } else {
@@ -120,8 +182,11 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
     for (const auto& e : sweep) doc["config"]["spurious"]["p_sweep"].push_back(e["p"]);
     doc["sweep"] = std::move(sweep);
   }
-  if (!out_json.empty()) write_file_atomic(out_json, doc.dump(1) + "\n");
-  if (!out_csv.empty()) write_file_atomic(out_csv, csv);
+  if (!out.json.empty()) write_file_atomic(out.json, doc.dump(1) + "\n");
+  if (!out.csv.empty()) write_file_atomic(out.csv, csv);
+  if (!out.records.empty()) write_file_atomic(out.records, records);
+  if (models) models->commit();
+  if (features) features->commit();
   return 0;
 }
 
@@ -144,7 +209,8 @@ int run_cli(int argc, char** argv) {
 
   StudyConfig cfg;
   SpuriousFlags spurious_flags;
-  std::string methods = CLI::detail::join(cfg.methods, ","), backend = "cpu", data_dir, out_json, out_csv;
+  std::string methods = CLI::detail::join(cfg.methods, ","), backend = "cpu", data_dir;
+  Outputs outputs;
   std::string p_list = "0.9", l1_grid = CLI::detail::join(cfg.dfr.l1_grid, ","), gammas = CLI::detail::join(cfg.afr.gammas, ","),
               lambdas = CLI::detail::join(cfg.afr.lambdas, ","), stage1_steps;
   bool no_saliency = false;
@@ -188,8 +254,17 @@ int run_cli(int argc, char** argv) {
   app.add_option("--data", data_dir,
                  "Folder with x_train.npy, y_train.npy, x_test.npy, y_test.npy (as `generate` writes) or the raw x_train.f32, "
                  "y_train.i32, x_test.f32, y_test.i32 (default: the embedded MNIST-1D)");
-  app.add_option("--out", out_json, "Write results JSON here (written atomically)");
-  app.add_option("--csv", out_csv, "Write per-seed final metrics CSV here (written atomically)");
+  app.add_option("--out", outputs.json, "Write results JSON here (written atomically)");
+  app.add_option("--csv", outputs.csv, "Write per-seed final metrics CSV here (written atomically)");
+  app.add_option("--records", outputs.records,
+                 "Write long-format records here, .csv or .jsonl: one row per (p, seed, method, set, step, metric, "
+                 "group) for every evaluation and the final model (docs/results-format.md)");
+  app.add_option("--save-models", outputs.models,
+                 "Save every method's models into this new folder: one .safetensors per (p, method), PyTorch ConvBase "
+                 "names, seed first (docs/python.md)");
+  app.add_option("--save-features", outputs.features,
+                 "Save erm's and erm-base's penultimate features on the training and test sets, with labels and the "
+                 "planted mask, into this new folder (about 3.5 MB per seed and model at C 25)");
   app.add_flag("-q,--quiet", quiet, "No progress on stderr");
   app.add_option("--dfr-fraction", cfg.dfr_fraction, "DFR: share of D_base the head is refit on")->capture_default_str();
   app.add_option("--dfr-subsamples", cfg.dfr.subsamples, "DFR: class-balanced subsamples whose heads are averaged")
@@ -241,7 +316,7 @@ int run_cli(int argc, char** argv) {
       return run_dataset(ds_cfg, seed_index, ds_data, ds_out);
     }
     cfg.spurious.draw = parse_noise_draw(spurious_flags.noise_draw);
-    cfg.methods = split_list(methods);
+    cfg.methods = split_list(methods, "--methods");
     cfg.dfr.l1_grid = parse_list<float>("--dfr-l1-grid", l1_grid);
     cfg.afr.gammas = parse_list<float>("--afr-gammas", gammas);
     cfg.afr.lambdas = parse_list<float>("--afr-lambdas", lambdas);
@@ -256,8 +331,11 @@ int run_cli(int argc, char** argv) {
     if (cudnn_conv_opt->count() > 0 && backend != "cudnn")
       throw std::invalid_argument("--cudnn-conv applies to --backend cudnn only");
     backend_options.graphs = !no_graphs;
-    return run_main(cfg, ps, backend, backend_options, data_dir, out_json, out_csv, quiet);
-  } catch (const std::exception& e) {
+    return run_main(cfg, ps, backend, backend_options, data_dir, outputs, quiet);
+  } catch (const std::invalid_argument& e) {  // the command line asks for something that cannot run
+    std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {  // it could not be done: data, files, devices
     std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
     return 1;
   }

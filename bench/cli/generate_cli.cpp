@@ -1,35 +1,16 @@
 #include "cli/generate_cli.h"
 
-#include <unistd.h>
-
 #include <cstdio>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "data/npy.h"
 #include "report/report.h"
+#include "report/staged_dir.h"
 #include "sb_git_commit.h"  // generated at build time: SB_GIT_COMMIT
 
 namespace sb {
 namespace {
-
-namespace fs = std::filesystem;
-
-// "dir/" and "dir" name the same folder; the staging folder must sit next to it, not inside.
-fs::path folder_path(const std::string& out_dir) {
-  if (out_dir.empty()) throw std::invalid_argument("generate: --out is empty");
-  fs::path out = fs::path(out_dir).lexically_normal();
-  if (!out.has_filename()) out = out.parent_path();
-  return out;
-}
-
-void check_output_folder(const std::string& out_dir) {
-  const fs::path out = folder_path(out_dir);
-  std::error_code ec;
-  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-    throw std::runtime_error("cannot write " + out_dir + ": it exists and is not a folder");
-}
 
 nlohmann::json generator_json(const GeneratedSet& set) {
   const GeneratorConfig& c = set.cfg;
@@ -99,41 +80,22 @@ std::shared_ptr<GenerateCommand> add_generate_command(CLI::App& app) {
 
 bool generate_parsed(const GenerateCommand& cmd) { return cmd.app && cmd.app->parsed(); }
 
-void write_generated_set(const GeneratedSet& set, const std::string& out_dir) {
-  const fs::path out = folder_path(out_dir);
-  check_output_folder(out_dir);
-  std::error_code ec;
-  const fs::path staging = fs::path(out.string() + ".tmp." + std::to_string(::getpid()));
-  fs::remove_all(staging, ec);
-  if (!fs::create_directories(staging, ec) && ec) throw std::runtime_error("cannot write " + out_dir + ": " + ec.message());
-  try {
-    const size_t NT = set.n_train, NE = set.n_test, L = set.length;
-    write_npy((staging / "x_train.npy").string(), set.x.data(), {NT, L});
-    write_npy((staging / "x_test.npy").string(), set.x.data() + NT * L, {NE, L});
-    write_npy((staging / "y_train.npy").string(), set.y.data(), {NT});
-    write_npy((staging / "y_test.npy").string(), set.y.data() + NT, {NE});
-    write_npy((staging / "t.npy").string(), set.t.data(), {L});
-    write_file_atomic((staging / "generator.json").string(), generator_json(set).dump(1) + "\n");
-    if (!fs::exists(out, ec)) {
-      fs::rename(staging, out);  // one step: the folder appears complete or not at all
-    } else {
-      for (const auto& entry : fs::directory_iterator(staging)) fs::rename(entry.path(), out / entry.path().filename());
-      fs::remove(staging);
-    }
-  } catch (const fs::filesystem_error& e) {
-    fs::remove_all(staging, ec);
-    throw std::runtime_error("cannot write " + out_dir + ": " + e.code().message());
-  } catch (...) {
-    fs::remove_all(staging, ec);
-    throw;
-  }
+void write_generated_set(const GeneratedSet& set, StagedDir& out) {
+  const size_t NT = set.n_train, NE = set.n_test, L = set.length;
+  write_npy(out.path("x_train.npy"), set.x.data(), {NT, L});
+  write_npy(out.path("x_test.npy"), set.x.data() + NT * L, {NE, L});
+  write_npy(out.path("y_train.npy"), set.y.data(), {NT});
+  write_npy(out.path("y_test.npy"), set.y.data() + NT, {NE});
+  write_npy(out.path("t.npy"), set.t.data(), {L});
+  write_file_atomic(out.path("generator.json"), generator_json(set).dump(1) + "\n");
+  out.commit();
 }
 
 int run_generate(GenerateCommand& cmd) {
   validate(cmd.cfg);
-  check_output_folder(cmd.out);
+  StagedDir out(cmd.out, false);  // checked before generating
   const GeneratedSet set = generate_mnist1d(cmd.cfg);
-  write_generated_set(set, cmd.out);
+  write_generated_set(set, out);
   std::printf("wrote MNIST-1D (%d train / %d test, length %d, seed %lld) to %s\n", set.n_train, set.n_test,
               set.length, static_cast<long long>(cmd.cfg.seed), cmd.out.c_str());
   return 0;

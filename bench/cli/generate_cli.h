@@ -10,6 +10,8 @@
 
 namespace sb {
 
+class StagedDir;
+
 struct GenerateCommand {
   CLI::App* app = nullptr;  // the subcommand
   GeneratorConfig cfg;
@@ -25,8 +27,7 @@ bool generate_parsed(const GenerateCommand& cmd);
 // Throws std::invalid_argument / std::runtime_error with a one-line reason; on error nothing is written.
 int run_generate(GenerateCommand& cmd);
 
-// Writes the set's files into a staging folder next to out_dir, then moves them into place (renames the
-// staging folder itself when out_dir does not exist yet), so a failure leaves no partial set.
-void write_generated_set(const GeneratedSet& set, const std::string& out_dir);
+// Writes the set's files into out's staging folder and commits it (report/staged_dir.h): a failure leaves no partial set.
+void write_generated_set(const GeneratedSet& set, StagedDir& out);
 
 }  // namespace sb

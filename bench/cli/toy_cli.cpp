@@ -36,7 +36,7 @@ using nlohmann::json;
 
 std::vector<int> parse_hidden(const std::string& s) {
   std::vector<int> sizes;
-  for (const auto& item : split_list(s)) {
+  for (const auto& item : split_list(s, "--hidden", true)) {
     const double v = parse_number(item, "--hidden");
     if (v != std::floor(v) || v < 1 || v > 4096)
       throw std::invalid_argument("--hidden sizes must be integers in [1, 4096], got '" + item + "'");
@@ -92,12 +92,12 @@ bool toy_parsed(const ToyCommand& c) { return c.app && c.app->parsed(); }
 
 int run_toy(ToyCommand& c) {
   ToyConfig& cfg = c.cfg;
-  cfg.models = split_list(c.models);
-  cfg.regimes = split_list(c.regimes);
+  cfg.models = split_list(c.models, "--models");
+  cfg.regimes = split_list(c.regimes, "--regimes");
   cfg.hidden = parse_hidden(c.hidden);
   cfg.uniform = !c.uniform.empty();
   if (cfg.uniform) {
-    const std::vector<std::string> ab = split_list(c.uniform);
+    const std::vector<std::string> ab = split_list(c.uniform, "--uniform", true);
     if (ab.size() != 2) throw std::invalid_argument("--uniform takes two numbers A,B, got '" + c.uniform + "'");
     cfg.uniform_lo = parse_number(ab[0], "--uniform");
     cfg.uniform_hi = parse_number(ab[1], "--uniform");

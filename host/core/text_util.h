@@ -10,13 +10,23 @@
 
 namespace sb {
 
-// "a,b,,c" -> {"a", "b", "c"}.
-inline std::vector<std::string> split_list(const std::string& s) {
+// The entries of a comma-separated flag value ("erm,dfr"). An empty entry ("erm,,dfr", a leading or trailing comma)
+// is refused with std::invalid_argument naming the flag, and so is a repeated one unless repeats mean something (a
+// list of layer sizes, a pair A,B).
+inline std::vector<std::string> split_list(const std::string& s, const std::string& flag, bool repeats_allowed = false) {
   std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
+  size_t begin = 0;
+  while (true) {
+    const size_t end = s.find(',', begin);
+    const std::string item = s.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    if (item.empty()) throw std::invalid_argument(flag + ": empty entry in '" + s + "'");
+    if (!repeats_allowed)
+      for (const std::string& seen : out)
+        if (seen == item) throw std::invalid_argument(flag + ": '" + item + "' is listed twice in '" + s + "'");
+    out.push_back(item);
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
   return out;
 }
 

@@ -86,12 +86,11 @@ std::string temp_path_for(const std::string& path) { return path + ".tmp." + std
 
 }  // namespace
 
-json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env, const StudyResult& result) {
-  json j;
-  j["schema"] = "spurious-bench/results/v1";
-  j["created"] = utc_now();
+const char* git_commit() { return SB_GIT_COMMIT; }
+
+json config_json(const StudyConfig& cfg, const Dataset& data) {
   const ConvBaseShape shape{cfg.channels, data.length, data.classes};
-  j["config"] = {
+  return {
       {"seeds", cfg.seeds},
       {"steps", cfg.steps},
       {"batch", cfg.batch},
@@ -130,12 +129,20 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
         {"length", data.length},
         {"classes", data.classes}}},
   };
+}
+
+json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env, const StudyResult& result) {
+  json j;
+  j["schema"] = "spurious-bench/results/v1";
+  j["created"] = utc_now();
+  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
+  j["config"] = config_json(cfg, data);
   j["environment"] = {{"backend", env.backend},
                       {"device", env.device},
                       {"threads", env.threads},
                       {"hardware_threads", std::thread::hardware_concurrency()},
                       {"version", SB_VERSION},
-                      {"git_commit", SB_GIT_COMMIT},
+                      {"git_commit", git_commit()},
                       {"compiler",
 #ifdef __clang__
                        "clang " __clang_version__
@@ -155,10 +162,12 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
     json curves;
     for (const auto& set : study_sets())
       for (const char* m : kMetrics) curves[set][m] = json::array();
+    for (const auto& set : study_sets()) curves[set]["per_group_accuracy"] = json::array();
     for (const CurvePoint& c : r.curves) {
       steps.push_back(c.step);
       for (const auto& set : study_sets())
         for (const char* m : kMetrics) curves[set][m].push_back(finite_or_null(metric_of(c.sets.at(set), m)));
+      for (const auto& set : study_sets()) curves[set]["per_group_accuracy"].push_back(vec_json(c.sets.at(set).per_group_accuracy));
     }
     curves["step"] = steps;
     rec["curves"] = curves;
@@ -258,21 +267,30 @@ void check_writable(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {
+  write_file_atomic(path, std::vector<FilePart>{{content.data(), content.size()}});
+}
+
+void write_file_atomic(const std::string& path, const std::vector<FilePart>& parts) {
   const std::string tmp = temp_path_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+  auto fail = [&](int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+  };
+  for (const FilePart& part : parts) {
+    const char* p = static_cast<const char*>(part.data);
+    size_t done = 0;
+    while (done < part.size) {
+      const ssize_t n = ::write(fd, p + done, part.size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fail(errno);
+      done += size_t(n);
     }
-    done += size_t(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if (::fsync(fd) != 0) fail(errno);
+  if (::close(fd) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
     throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
@@ -285,8 +303,12 @@ void write_file_atomic(const std::string& path, const std::string& content) {
 }
 
 std::string cross_seed_table(const StudyResult& result) {
-  std::string out = strprintf("%-12s %-8s %-10s %-22s %-22s %-20s %-20s\n", "method", "underspec", "(aligned)",
-                              "disagreement clean", "disagreement conflict", "beats erm (wg clean)", "shortcut reliance");
+  // Every column names its set: underspecification (std of accuracy on a shifted set over std on test_clean) on
+  // test_aligned and test_conflicting, disagreement on test_clean and test_conflicting, beats-erm on test_clean's
+  // worst group, shortcut reliance on test_clean.
+  std::string out = strprintf("%-12s %-17s %-21s %-19s %-23s %-20s %-20s\n", "method", "underspec aligned",
+                              "underspec conflicting", "disagreement clean", "disagreement conflicting",
+                              "beats erm (wg clean)", "shortcut rel. clean");
   for (const auto& m : result.methods) {
     const MethodCrossSeed& c = result.cross_seed.at(m);
     auto get = [](const std::map<std::string, double>& mp, const char* k) {
@@ -297,8 +319,8 @@ std::string cross_seed_table(const StudyResult& result) {
     int n = 0;
     for (const RunRecord& r : result.runs)
       if (r.method == m && r.shortcut_reliance.count("test_clean")) rel += r.shortcut_reliance.at("test_clean"), ++n;
-    out += strprintf("%-12s %-8.2f %-10.2f %-22.4f %-22.4f %-20.2f %-20.4f\n", m.c_str(),
-                    get(c.underspecification, "test_conflicting"), get(c.underspecification, "test_aligned"),
+    out += strprintf("%-12s %-17.2f %-21.2f %-19.4f %-23.4f %-20.2f %-20.4f\n", m.c_str(),
+                    get(c.underspecification, "test_aligned"), get(c.underspecification, "test_conflicting"),
                     get(c.disagreement, "test_clean"), get(c.disagreement, "test_conflicting"),
                     get(c.beats_erm_worst_group, "test_clean"), n ? rel / n : std::nan(""));
   }

@@ -1,6 +1,7 @@
 // Results of a study as JSON (docs/results-format.md), per-seed CSV and a summary table.
 #pragma once
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +14,11 @@ struct RunEnvironment {
   int threads = 0;
 };
 
+// The configuration block of every file a study writes (results JSON, the safetensors files' metadata).
+nlohmann::json config_json(const StudyConfig& cfg, const Dataset& data);
+// The commit this binary was built from (with -dirty when the tree had changes).
+const char* git_commit();
+
 // The whole results document, schema "spurious-bench/results/v1".
 nlohmann::json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env,
                             const StudyResult& result);
@@ -23,8 +29,14 @@ std::string results_csv(const StudyResult& result, double p, bool header = true)
 // Mean ± std [min, max] per method and set, for the terminal.
 std::string summary_table(const StudyConfig& cfg, const StudyResult& result);
 
-// Writes through a temporary file in the same folder and rename(), so readers never see a partial file.
+// Writes through a temporary file in the same folder, fsync and rename(), so readers never see a partial file.
 void write_file_atomic(const std::string& path, const std::string& content);
+// The same for a file made of several pieces of memory (not copied), written in order.
+struct FilePart {
+  const void* data;
+  size_t size;
+};
+void write_file_atomic(const std::string& path, const std::vector<FilePart>& parts);
 
 // Fails early (before hours of training) if `path` cannot be created: throws with the reason.
 void check_writable(const std::string& path);

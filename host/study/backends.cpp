@@ -25,7 +25,7 @@ std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOpti
                              "' is not available: this build has no CUDA support (rebuild with a CUDA compiler)");
 #endif
   }
-  throw std::runtime_error("unknown backend '" + name + "' (known: cpu, cuda, cudnn)");
+  throw std::invalid_argument("unknown backend '" + name + "' (known: cpu, cuda, cudnn)");
 }
 
 std::vector<std::string> known_backends() { return {"cpu", "cuda", "cudnn"}; }

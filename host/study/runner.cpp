@@ -35,8 +35,12 @@ void Study::make_sets() {
   backend.reset(shape, S, init.data(), cfg.adam);
   base_set = backend.add_set(data.x_train.data(), data.y_train.data(), N, false);
   test_set = backend.add_set(data.x_test.data(), data.y_test.data(), NT, false);
-  sp_set = backend.add_spurious_set(SpuriousSetKind::train, cfg.spurious, base_set, cfg.seed, 0, nullptr);
-  aligned_set = backend.add_spurious_set(SpuriousSetKind::aligned, cfg.spurious, test_set, cfg.seed, 0, nullptr);
+  const bool keep_planted = bool(sinks.features);  // only the features' files need them
+  if (keep_planted) planted_train.resize(size_t(S) * N), planted_aligned.resize(size_t(S) * NT);
+  sp_set = backend.add_spurious_set(SpuriousSetKind::train, cfg.spurious, base_set, cfg.seed, 0,
+                                    keep_planted ? planted_train.data() : nullptr);
+  aligned_set = backend.add_spurious_set(SpuriousSetKind::aligned, cfg.spurious, test_set, cfg.seed, 0,
+                                         keep_planted ? planted_aligned.data() : nullptr);
   planted_conflicting.resize(size_t(S) * NT);
   conflicting_set = backend.add_spurious_set(SpuriousSetKind::conflicting, cfg.spurious, test_set, cfg.seed, 0,
                                              planted_conflicting.data());
@@ -117,6 +121,7 @@ std::vector<std::map<std::string, SetMetrics>> Study::evaluate_sets(const std::v
 
 void Study::finish(const std::string& method, const std::vector<float>& params, int train_set,
     std::vector<RunRecord>& records, MethodCrossSeed& cross, MethodTiming& tm) {
+  if (sinks.model) sinks.model(method, params);
   const auto t0 = Clock::now();
   backend.load_params(params.data());
   std::map<std::string, std::vector<int8_t>> pred;
@@ -186,6 +191,28 @@ const std::vector<float>& Study::erm_model(const std::string& for_method, Method
     tm.stages.push_back({"erm_training", erm_train_s, erm_epochs, true});
   }
   return erm_params;
+}
+
+void Study::save_features(const std::string& method, const std::vector<float>& params, int train_set) {
+  if (!sinks.features) return;
+  say(method, "features of the training and test sets (--save-features)");
+  backend.load_params(params.data());
+  const size_t F = shape.feature_dim();
+  std::vector<std::vector<float>> z;
+  std::vector<FeatureSetOut> out;
+  for (const auto& [name, id] : sets(train_set)) {
+    const bool train = name == "train";
+    const int n = train ? N : NT;
+    z.emplace_back(size_t(S) * n * F);
+    backend.set_features(id, z.back().data());
+    const int32_t* planted = name == "test_aligned"       ? planted_aligned.data()
+                             : name == "test_conflicting" ? planted_conflicting.data()
+                             : train && train_set == sp_set ? planted_train.data()
+                                                            : nullptr;  // D_base, the clean test set
+    out.push_back({name, nullptr, n, train ? data.y_train.data() : data.y_test.data(), planted});
+  }
+  for (size_t i = 0; i < out.size(); ++i) out[i].z = z[i].data();
+  sinks.features(method, out);
 }
 
 std::vector<float> Study::features(const std::vector<float>& params, int set) {

@@ -29,6 +29,7 @@ struct Study {
   Backend& backend;
   const ProgressFn& progress;
   const NoteFn& note;
+  const StudySinks& sinks;
   int S, N, NT, L, K;
   ConvBaseShape shape;
   size_t P;
@@ -36,12 +37,13 @@ struct Study {
   // seeds, D_sp and the aligned and conflicting test sets per seed.
   int base_set = -1, test_set = -1, sp_set = -1, aligned_set = -1, conflicting_set = -1;
   std::vector<int32_t> planted_conflicting;                    // (S, NT): class whose block was planted
+  std::vector<int32_t> planted_train, planted_aligned;         // (S, N), (S, NT); only for sinks.features
   std::vector<float> erm_params;                               // (S, P) once `erm` has trained
   double erm_train_s = 0, erm_epochs = 0;
   std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed
 
-  Study(const StudyConfig& c, const Dataset& d, Backend& b, const ProgressFn& p, const NoteFn& n)
-      : cfg(c), data(d), backend(b), progress(p), note(n), S(c.seeds), N(d.n_train), NT(d.n_test), L(d.length),
+  Study(const StudyConfig& c, const Dataset& d, Backend& b, const ProgressFn& p, const NoteFn& n, const StudySinks& k)
+      : cfg(c), data(d), backend(b), progress(p), note(n), sinks(k), S(c.seeds), N(d.n_train), NT(d.n_test), L(d.length),
         K(d.classes), shape{c.channels, d.length, d.classes}, P(shape.num_params()) {}
 
   // Rows of one seed's features z (S, n, F), gathered into a contiguous FeatureSet's storage.
@@ -70,7 +72,7 @@ struct Study {
                                                                std::map<std::string, std::vector<int8_t>>* pred);
 
   // Final metrics, predictions and saliency of params (S, P), trained or refitted on kept set train_set, into
-  // records and cross.
+  // records and cross; the parameters go to sinks.model.
   void finish(const std::string& method, const std::vector<float>& params, int train_set,
               std::vector<RunRecord>& records, MethodCrossSeed& cross, MethodTiming& tm);
 
@@ -79,6 +81,9 @@ struct Study {
 
   // The erm model (S, P), trained once and shared by erm, dfr*, afr-source.
   const std::vector<float>& erm_model(const std::string& for_method, MethodTiming& tm, std::vector<RunRecord>& records);
+
+  // sinks.features, if set: the features of params (S, P) on the training set train_set and the three test sets.
+  void save_features(const std::string& method, const std::vector<float>& params, int train_set);
 
   // Head inputs (S, N, F) of `params` for the training inputs of kept set `set` (D_base or D_sp).
   std::vector<float> features(const std::vector<float>& params, int set);

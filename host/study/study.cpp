@@ -68,6 +68,29 @@ void validate(const StudyConfig& cfg, const Dataset& data) {
   validate(cfg.spurious, data.length);
 }
 
+MemoryEstimate estimate_memory(const StudyConfig& cfg, const Dataset& data, bool save_features) {
+  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
+  const double S = cfg.seeds, P = double(shape.num_params()), N = data.n_train, NT = data.n_test, L = data.length,
+               F = shape.feature_dim(), K = data.classes, B = cfg.batch;
+  MemoryEstimate m;
+  // Backend: parameters, Adam's m and v, a gradient per seed; study: initial weights, the erm model, a method's
+  // copy and the one being evaluated.
+  m.model_bytes = 4 * S * P * (4 + 4);
+  // D_sp and the two shifted test sets per seed; the saliency buffer; one set's logits; the head's inputs (AFR holds
+  // two sets' features); per-seed layer activations and their gradients for one batch (three of each layer).
+  double feature_sets = 0;
+  for (const std::string& method : cfg.methods)
+    feature_sets = std::max(feature_sets, method.rfind("afr", 0) == 0 ? 2.0 : method.rfind("dfr", 0) == 0 ? 1.0 : 0.0);
+  m.data_bytes = 4 * S * (N + 2 * NT) * L + 4 * S * std::max(N, NT) * L + 4 * S * std::max(N, NT) * K +
+                 feature_sets * 4 * S * N * F +
+                 3 * 4 * S * B * double(shape.channels) * (shape.l1() + shape.l2() + shape.l3());
+  if (save_features) m.data_bytes += 4 * S * (N + 3 * NT) * (F + 2);  // features, planted classes, masks
+  // Curves: (K + 3) numbers per set, four sets, per evaluation, seed and method, in maps (about 3x their size).
+  const double points = double(cfg.steps) / cfg.eval_every + 1;
+  m.data_bytes += 3 * 8 * (K + 3) * 4 * points * S * (cfg.methods.size() + cfg.afr_stage1_steps.size());
+  return m;
+}
+
 void batch_rows(const StudyConfig& cfg, int n_train, uint32_t seed_index, int step, int32_t* rows,
                 std::vector<int32_t>& epoch_perm) {
   const int per_epoch = n_train / cfg.batch;  // the last partial batch of an epoch is dropped
@@ -101,9 +124,9 @@ SeedData make_seed_data(const StudyConfig& cfg, const Dataset& data, uint32_t se
 }
 
 StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& backend, const ProgressFn& progress,
-                      const NoteFn& note) {
+                      const NoteFn& note, const StudySinks& sinks) {
   validate(cfg, data);
-  Study st(cfg, data, backend, progress, note);
+  Study st(cfg, data, backend, progress, note, sinks);
   const int S = st.S;
   st.make_sets();  // D_base and the clean test set once; every seed's D_sp and shifted test sets where they are used
 

@@ -106,8 +106,33 @@ using ProgressFn = std::function<void(const std::string&, int, int, double, doub
 // Called when a method enters a stage that prints no step progress (head fits, saliency).
 using NoteFn = std::function<void(const std::string& method, const std::string& what)>;
 
+// Host memory a run needs, estimated from its largest buffers (bytes): the parameters with their gradients, Adam
+// moments and the study's copies, which grow with seeds x channels^2; and the seeds' data sets, features, saliency
+// and logits, which grow with seeds x samples. A device backend needs the same again on the device (not included).
+struct MemoryEstimate {
+  double model_bytes = 0, data_bytes = 0;
+  double total() const { return model_bytes + data_bytes; }
+};
+MemoryEstimate estimate_memory(const StudyConfig& cfg, const Dataset& data, bool save_features);
+
+// Penultimate features (flattened conv3 output: the head's input, index c * L3 + l) of one method's models on one set.
+struct FeatureSetOut {
+  std::string name;               // train, test_clean, test_aligned, test_conflicting (study_sets())
+  const float* z;                 // (S, n, F)
+  int n;
+  const int32_t* labels;          // (n)
+  const int32_t* planted_class;   // (S, n): class whose block was planted into the row, -1 none; null: none anywhere
+};
+
+// What a study hands out besides its results, for callers that save them (report/artifacts.h): every method's final
+// parameters, and the features of the ERM-trained models (erm-base, erm). Unset: nothing extra is computed.
+struct StudySinks {
+  std::function<void(const std::string& method, const std::vector<float>& params)> model;  // (S, P)
+  std::function<void(const std::string& method, const std::vector<FeatureSetOut>& sets)> features;
+};
+
 StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& backend, const ProgressFn& progress = {},
-                      const NoteFn& note = {});
+                      const NoteFn& note = {}, const StudySinks& sinks = {});
 
 // The training inputs one seed sees for a method: D_base for erm-base, D_sp for erm.
 struct SeedData {
