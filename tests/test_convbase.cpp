@@ -621,7 +621,7 @@ TEST(CpuBackend, NamesAndErrors) {
   try {
     make_backend("tpu", 1);
     ADD_FAILURE() << "no exception";
-  } catch (const std::runtime_error& e) {
+  } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("unknown backend 'tpu' (known: cpu, cuda, cudnn)"), std::string::npos) << e.what();
   }
 #ifndef SB_HAVE_CUDA

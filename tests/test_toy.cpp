@@ -419,7 +419,8 @@ TEST(ToyCli, BadInputIsAClearError) {
       {"--aug-sd -1", "--aug-sd"},
       {"--models linear,bogus", "unknown model 'bogus'"},
       {"--models mlp,mlp", "listed twice"},
-      {"--models ,", "--models is empty"},
+      {"--models ,", "--models: empty entry"},
+      {"--regimes plain,,augmentation", "--regimes: empty entry"},
       {"--regimes plain,nope", "unknown regime 'nope'"},
       {"--hidden 64,x", "--hidden"},
       {"--hidden 64,0", "--hidden"},
@@ -494,7 +495,7 @@ TEST(ToyCli, ExactFitOfPlainAlwaysThere) {
   fs::remove_all(dir);
 }
 
-// bench_spurious itself, once bench/cli/cli.cpp has the `toy` subcommand: one line on stderr and exit 1.
+// bench_spurious itself, once bench/cli/cli.cpp has the `toy` subcommand: one line on stderr and exit 2 (a usage error).
 TEST(ToyCli, BinaryReportsErrorsOnOneLine) {
   const fs::path dir = scratch();
   const std::string cmd = sb_bench_spurious() + " toy --seeds 0 >" + (dir / "out").string() + " 2>" +
@@ -504,6 +505,6 @@ TEST(ToyCli, BinaryReportsErrorsOnOneLine) {
   fs::remove_all(dir);
   if (err.find("toy") != std::string::npos && err.find("--seeds") == std::string::npos)
     GTEST_SKIP() << "bench/cli/cli.cpp has no `toy` subcommand yet: " << err;
-  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 1);
+  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 2);
   EXPECT_EQ(err, "bench_spurious: error: --seeds must be a positive integer, got 0\n");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads what `bench_spurious --save-models --save-features --records` writes the way a researcher would, with the
-PyPI `safetensors` package, numpy and csv, and checks it against the run's own results JSON:
+PyPI `safetensors` package, numpy, csv and pandas, and checks it against the run's own results JSON:
 
 - every model file loads; its tensors have PyTorch's ConvBase names and shapes with the seed first; its metadata
   names the method, p, the seeds and the configuration;
@@ -200,6 +200,17 @@ def main():
     with open(out("records.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     check_records(rows, json.load(open(out("r2.json"))), "records.jsonl")
+
+    # What docs/python.md promises: pandas.read_csv and one groupby give a curve with a seed band per method.
+    import pandas as pd
+    r = pd.read_csv(out("records.csv"))
+    c = r[(r.point == "curve") & (r.set == "test_clean") & (r.metric == "accuracy") & (r.group == "all")]
+    q = c.groupby(["method", "step"]).value.quantile([0.1, 0.5, 0.9]).unstack()
+    curve_methods = sorted({run_["method"] for run_ in results["runs"] if run_["curves"]["step"]})
+    check(sorted(q.index.get_level_values(0).unique()) == curve_methods, "pandas: methods with curves %s" % list(q.index))
+    check(len(q) == sum(len(next(run_ for run_ in results["runs"] if run_["method"] == m)["curves"]["step"])
+                        for m in curve_methods), "pandas: one band point per (method, step)")
+    check(bool(((q[0.1] <= q[0.5]) & (q[0.5] <= q[0.9])).all()), "pandas: band quantiles out of order")
 
     print("check_artifacts: %d near-tie flips between numpy and results.json" % flips)
     if failures:
