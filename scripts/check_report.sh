@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks scripts/report.py end to end on tiny fresh results: one run of all six methods with a dataset
-# folder, and a two-point p sweep. Fails if an expected file is missing or empty, or if a bad results
-# file does not fail cleanly. Takes about 15 s. Usage: scripts/check_report.sh [BUILD_DIR]
+# folder, and a two-point p sweep. Fails if an expected file or table is missing or empty, or if a bad results
+# file (wrong schema; a per-class curve with a value missing) does not fail cleanly. Takes about 20 s on 2 cores.
+# Usage: scripts/check_report.sh [BUILD_DIR]. ctest runs it as report.check_report (tests/report); the same
+# report in a browser: tests/report/browser_test.sh.
 # Needs numpy and matplotlib (Debian: apt-get install -y --no-install-recommends python3-matplotlib);
 # PYTHON=... picks the interpreter, else the first of python3, /usr/bin/python3 that has both.
 set -euo pipefail
@@ -33,21 +35,36 @@ expect() {  # folder, files...
     if [ ! -s "$dir/$f" ]; then echo "check_report.sh: missing or empty: $dir/$f" >&2; failed=1; fi
   done
 }
-common=(accuracy_by_method.svg curves.svg saliency_test_clean.svg saliency_test_aligned.svg saliency_train.svg
+common=(accuracy_by_method.svg curves.svg per_group_curves.svg saliency_test_clean.svg saliency_test_aligned.svg saliency_train.svg
         afr_p_histogram.svg cost_per_method.svg report.html)
 expect "$tmp/report" "${common[@]}" embedding_pca.svg
 expect "$tmp/sweep_report" "${common[@]}" p_sweep.svg
-if ! grep -q "<svg" "$tmp/report/report.html"; then echo "check_report.sh: report.html has no figures" >&2; failed=1; fi
+for page in "$tmp/report/report.html" "$tmp/sweep_report/report.html"; do
+  for want in "<svg" "<h2>Timing" "Cost per epoch" "id='per_group_curves'" "id='cost_per_method'"; do
+    grep -qF "$want" "$page" || { echo "check_report.sh: $page lacks $want" >&2; failed=1; }
+  done
+done
 
-# A file of the wrong schema: exit 1, one line on stderr, no output folder.
-echo '{"schema": "something/else"}' >"$tmp/wrong.json"
-set +e
-"$python" scripts/report.py "$tmp/wrong.json" --out "$tmp/wrong_report" 2>"$tmp/wrong.err"
-rc=$?
-set -e
-if [ "$rc" -ne 1 ] || [ "$(wc -l <"$tmp/wrong.err")" -ne 1 ] || [ -e "$tmp/wrong_report" ]; then
-  echo "check_report.sh: wrong schema gave exit $rc, stderr: $(cat "$tmp/wrong.err")" >&2; failed=1
-fi
+# A bad file: exit 1, one line on stderr that says what is wrong, no output folder.
+refused() {  # name, text the error must contain
+  set +e
+  "$python" scripts/report.py "$tmp/$1.json" --out "$tmp/$1_report" 2>"$tmp/$1.err"
+  local rc=$?
+  set -e
+  if [ "$rc" -ne 1 ] || [ "$(wc -l <"$tmp/$1.err")" -ne 1 ] || ! grep -qF "$2" "$tmp/$1.err" || [ -e "$tmp/$1_report" ]; then
+    echo "check_report.sh: $1 gave exit $rc, stderr: $(cat "$tmp/$1.err")" >&2; failed=1
+  fi
+}
+echo '{"schema": "something/else"}' >"$tmp/wrong_schema.json"
+refused wrong_schema "schema is 'something/else'"
+"$python" - "$tmp/r.json" "$tmp/short_curve.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+run = next(run for run in r["runs"] if run["curves"].get("step"))
+run["curves"]["test_clean"]["per_group_accuracy"][0].pop()
+json.dump(r, open(sys.argv[2], "w"))
+EOF
+refused short_curve "curves.test_clean.per_group_accuracy[0]: not a list of 10 values"
 
 [ "$failed" -eq 0 ] && echo "check_report.sh: ok"
 exit "$failed"

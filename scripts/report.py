@@ -5,9 +5,9 @@ Usage:
   python3 scripts/report.py RESULTS.json [--dataset DIR] [--base DIR] [--sweep-p P] --out OUTDIR
 
 Writes into OUTDIR: accuracy_by_method.svg, saliency_<set>.svg, afr_p_histogram.svg,
-cost_per_method.svg, curves.svg, p_sweep.svg (sweep files), embedding_pca.svg (with --dataset)
-and report.html (the tables and every figure inlined). A figure whose data the file lacks is
-skipped. Needs numpy and matplotlib only (Debian: python3-numpy, python3-matplotlib).
+cost_per_method.svg, curves.svg, per_group_curves.svg, p_sweep.svg (sweep files), embedding_pca.svg
+(with --dataset) and report.html (the tables and every figure inlined). A figure whose data the file
+lacks is skipped. What the page shows: docs/report.md. Needs numpy and matplotlib only (Debian: python3-numpy, python3-matplotlib).
 The format is docs/results-format.md; what is computed is ../shared/docs/study.md sections 4-6.
 """
 import argparse
@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from io import StringIO
 from pathlib import Path
 
@@ -30,12 +31,13 @@ SCHEMA = "spurious-bench/results/v1"
 DATASET_SCHEMA = "spurious-bench/dataset/v1"
 TEST_SETS = ["test_clean", "test_aligned", "test_conflicting"]
 SALIENCY_SETS = ["test_clean", "test_aligned", "train"]
-STAGES = ["erm_training", "features", "head_fit", "final_evaluation", "saliency"]
-STAGE_COLOURS = {"erm_training": "#4c72b0", "features": "#dd8452", "head_fit": "#55a868",
-                 "final_evaluation": "#c44e52", "saliency": "#8172b3"}
+STAGES = ["erm_training", "periodic_evaluation", "features", "head_fit", "final_evaluation", "saliency"]
+STAGE_COLOURS = {"erm_training": "#4c72b0", "periodic_evaluation": "#937860", "features": "#dd8452",
+                 "head_fit": "#55a868", "final_evaluation": "#c44e52", "saliency": "#8172b3"}
 UNLISTED_COLOUR = "#c8c8c8"
 METHOD_COLOURS = {"erm-base": "#7f7f7f", "erm": "#1f77b4", "dfr": "#2ca02c", "dfr-source": "#98df8a",
                   "afr": "#d62728", "afr-source": "#ff9896"}
+BAND_PERCENTILES = (10, 90)  # the seed band of the per-class curves
 REPO = Path(__file__).resolve().parent.parent
 
 plt.rcParams.update({
@@ -80,7 +82,47 @@ def load_results(path):
             if key not in e:
                 raise ReportError(f"{path}: missing '{key}'" + (f" in sweep entry p={e.get('p')}"
                                                                 if "sweep" in r else ""))
+    check_curves(path, r)
     return r
+
+
+def is_accuracy(v):
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1)
+
+
+def check_curves(path, r):
+    """Every curve has one entry per evaluation step; per_group_accuracy entries one accuracy (or null) per class."""
+    classes = r["config"].get("data", {}).get("classes")
+    entries = [(f"sweep[{k}].", e) for k, e in enumerate(r["sweep"])] if "sweep" in r else [("", r)]
+    for prefix, e in entries:
+        if not isinstance(e["runs"], list):
+            raise ReportError(f"{path}: {prefix}runs is not a list")
+        for i, run in enumerate(e["runs"]):
+            if not isinstance(run, dict):
+                raise ReportError(f"{path}: {prefix}runs[{i}] is not an object")
+            curves = run.get("curves")
+            if not curves:
+                continue
+            where = f"{path}: {prefix}runs[{i}] ({run.get('method')}, seed index {run.get('seed_index')}): curves"
+            if not isinstance(curves, dict) or not isinstance(curves.get("step"), list):
+                raise ReportError(f"{where}.step is missing or not a list")
+            n = len(curves["step"])
+            for set_name, c in curves.items():
+                if set_name == "step":
+                    continue
+                if not isinstance(c, dict):
+                    raise ReportError(f"{where}.{set_name} is not an object")
+                for metric, values in c.items():
+                    if not isinstance(values, list) or len(values) != n:
+                        got = f"{len(values)} entries" if isinstance(values, list) else "not a list"
+                        raise ReportError(f"{where}.{set_name}.{metric}: {got}, expected one per step ({n})")
+                for j, row in enumerate(c.get("per_group_accuracy", [])):
+                    if not isinstance(row, list) or (classes and len(row) != classes):
+                        raise ReportError(f"{where}.{set_name}.per_group_accuracy[{j}]: not a list of {classes} "
+                                          "values (one per class)")
+                    if not all(is_accuracy(v) for v in row):
+                        raise ReportError(f"{where}.{set_name}.per_group_accuracy[{j}]: a value is neither an "
+                                          "accuracy in [0, 1] nor null")
 
 
 def pick_view(r, sweep_p):
@@ -240,7 +282,7 @@ def figure_cost(r, view, methods):
             else:
                 ax.bar(i, st["s"], bottom=bottom, color=c, width=0.6)
             bottom += st["s"]
-        # wall_s also holds the evaluations every --eval-every steps, which are no stage of their own.
+        # Files written before periodic_evaluation became a stage hold those evaluations in wall_s only.
         own = sum(st["s"] for st in timing[m]["stages"] if not st.get("shared"))
         unlisted = timing[m]["wall_s"] - own
         if unlisted > 0.005 * timing[m]["wall_s"]:
@@ -252,25 +294,38 @@ def figure_cost(r, view, methods):
     ax.set_ylabel("wall time (s, all seeds together)")
     ax.set_title("Time per stage; label = the method's wall time (shared stages excluded)")
     handles = [Patch(color=STAGE_COLOURS[s], label=s.replace("_", " ")) for s in STAGES]
-    handles.append(Patch(color=UNLISTED_COLOUR, label="periodic evaluation (wall − stages)"))
+    handles.append(Patch(color=UNLISTED_COLOUR, label="in no stage (wall − stages;\nolder files: periodic evaluation)"))
     handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="//",
                          label="shared with another method\n(counted there, not in this wall time)"))
     ax.legend(handles=handles, fontsize=9, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    # s per epoch of the stages that have epochs (ERM training: one pass over the training set by all
-    # seeds; AFR head fit: one full-batch epoch of one grid point, all seeds).
-    width = 0.38
-    for j, stage in enumerate(["erm_training", "head_fit"]):
-        vals = []
-        for m in methods:
-            st = next((s for s in timing[m]["stages"] if s["stage"] == stage and "epoch_s" in s), None)
-            vals.append(st["epoch_s"] if st and not st.get("shared") and st["epoch_s"] > 0 else np.nan)
-        ax2.bar(x + (j - 0.5) * width, vals, width, color=STAGE_COLOURS[stage], label=stage.replace("_", " "))
+    # s per epoch of every stage that counts epochs (ERM training: one pass over the training set by all
+    # seeds; AFR head fit: one full-batch epoch of one grid point, all seeds), the shared ones hatched.
+    epoch_stages = [s for s in STAGES if any(st["stage"] == s and st.get("epoch_s")
+                                             for m in methods for st in timing[m]["stages"])]
+    width = 0.8 / max(1, len(epoch_stages))
+    shortest, tallest = np.inf, 0.0
+    for j, stage in enumerate(epoch_stages):
+        c = STAGE_COLOURS.get(stage, "0.5")
+        for i, m in enumerate(methods):
+            st = next((s for s in timing[m]["stages"] if s["stage"] == stage and s.get("epoch_s")), None)
+            if not st:
+                continue
+            pos = i + (j - (len(epoch_stages) - 1) / 2) * width
+            if st.get("shared"):
+                ax2.bar(pos, st["epoch_s"], width, color="white", edgecolor=c, hatch="//", lw=0.8)
+            else:
+                ax2.bar(pos, st["epoch_s"], width, color=c)
+            ax2.text(pos, st["epoch_s"], f" {st['epoch_s']:.2g}", ha="center", va="bottom", fontsize=8, rotation=90)
+            shortest, tallest = min(shortest, st["epoch_s"]), max(tallest, st["epoch_s"])
     ax2.set_yscale("log")
+    if tallest > 0:
+        ax2.set_ylim(shortest / 4, tallest * 8)  # the shortest bar visible, room for the value labels
     ax2.set_xticks(x)
     ax2.set_xticklabels(methods, rotation=30, ha="right")
-    ax2.set_ylabel("s per epoch (log scale)")
-    ax2.set_title("Seconds per epoch (own stages only)")
-    ax2.legend(fontsize=9)
+    ax2.set_ylabel("s per epoch, all seeds (log scale)")
+    ax2.set_title("Seconds per epoch of each stage\n(hatched: shared, run once for several methods)")
+    ax2.legend(handles=[Patch(color=STAGE_COLOURS.get(s, "0.5"), label=s.replace("_", " ")) for s in epoch_stages],
+               fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     env = r["environment"]
     fig.suptitle(f"Cost per method: {n_seeds(r)} seeds, {r['config']['steps']} steps, "
                  f"{env.get('backend')} backend, {env.get('device')}, {env.get('threads')} threads")
@@ -278,22 +333,40 @@ def figure_cost(r, view, methods):
     return svg_of(fig)
 
 
-def figure_curves(r, view, methods):
+def curve_runs(view, methods):
+    """method -> its seeds' curves, for the methods that trained a network (DFR and afr-source have none)."""
     curves = {}
     for m in methods:
         runs = [run["curves"] for run in view["runs"]
                 if run["method"] == m and run.get("curves") and run["curves"].get("step")]
         if runs:
             curves[m] = runs
+    return curves
+
+
+def curve_values(runs, set_name, metric):
+    """The steps and a (seeds, steps) array, or (seeds, steps, classes) for per_group_accuracy; null is NaN.
+    Runs are cut to the shortest one."""
+    n = min(len(c["step"]) for c in runs)
+    return np.asarray(runs[0]["step"][:n]), np.array([c[set_name][metric][:n] for c in runs], dtype=float)
+
+
+def mean_and_band(values):
+    """Mean over seeds (axis 0) and the BAND_PERCENTILES band, ignoring NaN (absent classes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: a class absent from the set
+        return np.nanmean(values, axis=0), np.nanpercentile(values, BAND_PERCENTILES, axis=0)
+
+
+def figure_curves(r, view, methods):
+    curves = curve_runs(view, methods)
     if not curves:
         return None
     sets = [("test_clean", "clean test accuracy"), ("test_conflicting", "conflicting test accuracy")]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     for ax, (s, label) in zip(axes, sets):
         for i, (m, runs) in enumerate(curves.items()):
-            n = min(len(c["step"]) for c in runs)
-            steps = np.asarray(runs[0]["step"][:n])
-            acc = np.array([[np.nan if v is None else v for v in c[s]["accuracy"][:n]] for c in runs])
+            steps, acc = curve_values(runs, s, "accuracy")
             name = m + (" (stage 1)" if m.startswith("afr") else "")
             ax.plot(steps, np.nanmean(acc, axis=0), color=colour(m, i), lw=2, label=name)
             ax.fill_between(steps, np.nanmin(acc, axis=0), np.nanmax(acc, axis=0), color=colour(m, i), alpha=0.2)
@@ -304,6 +377,57 @@ def figure_curves(r, view, methods):
         ax.set_title(label)
     axes[0].legend(loc="lower right")
     fig.suptitle(f"Training curves: mean of {n_seeds(r)} seeds (line), min–max over seeds (band), "
+                 f"p = {view['p']:g}")
+    fig.tight_layout()
+    return svg_of(fig)
+
+
+def figure_per_group_curves(r, view, methods):
+    """One panel per class (clean test accuracy of that class), then worst-group accuracy on the clean and the
+    conflicting test set; per method the mean over seeds and the BAND_PERCENTILES band."""
+    curves = {m: runs for m, runs in curve_runs(view, methods).items()
+              if all("per_group_accuracy" in c.get("test_clean", {}) for c in runs)}
+    if not curves:
+        return None
+    classes = r["config"]["data"]["classes"]
+    panels = [(f"class {k}", "test_clean", k) for k in range(classes)]
+    panels += [(f"worst group, {s.split('_')[1]} test", s, None) for s in ("test_clean", "test_conflicting")
+               if all("worst_group_accuracy" in c.get(s, {}) for runs in curves.values() for c in runs)]
+    ncol = 4
+    nrow = (len(panels) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.7 * ncol, 2.6 * nrow + 1.0), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, (title, s, k) in zip(axes.flat, panels):
+        drawn = False
+        for i, (m, runs) in enumerate(curves.items()):
+            if k is None:
+                steps, values = curve_values(runs, s, "worst_group_accuracy")
+            else:
+                steps, values = curve_values(runs, s, "per_group_accuracy")
+                values = values[:, :, k]
+            mean, (lo, hi) = mean_and_band(values)
+            if np.all(np.isnan(mean)):
+                continue
+            ax.plot(steps, mean, color=colour(m, i), lw=1.8, label=m + (" (stage 1)" if m.startswith("afr") else ""))
+            ax.fill_between(steps, lo, hi, color=colour(m, i), alpha=0.2, lw=0)
+            drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, f"absent from {s.replace('_', ' ')}", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title, fontsize=11, fontweight="bold" if k is None else "normal")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for j, ax in enumerate(axes.flat):
+        if j >= len(panels):
+            ax.set_visible(False)
+            axes.flat[j - ncol].xaxis.set_tick_params(labelbottom=True)  # the panel above ends its column
+        elif j + ncol >= len(panels):
+            ax.set_xlabel("training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    axes[0][0].legend(loc="lower right", fontsize=8)
+    lo_p, hi_p = BAND_PERCENTILES
+    fig.suptitle(f"Accuracy per class on the clean test set during training (AFR: stage 1), and worst-group "
+                 f"accuracy;\nmean of {n_seeds(r)} seeds (line), {lo_p}th–{hi_p}th percentile over seeds (band), "
                  f"p = {view['p']:g}")
     fig.tight_layout()
     return svg_of(fig)
@@ -526,14 +650,32 @@ def timing_table(view, methods):
             if not s:
                 cells.append("–")
                 continue
-            cell = f"{s['s']:.2f}"
-            if s.get("epoch_s"):
-                cell += f" ({s['epoch_s']:.2g} s/epoch)"
-            cells.append(cell + (" shared" if s.get("shared") else ""))
+            cells.append(f"{s['s']:.2f}" + (" shared" if s.get("shared") else ""))
         rows.append((m, f"{t['wall_s']:.2f}", f"{t.get('train_s', 0):.2f}",
                      f"{t['seed_steps_per_s']:.0f}" if t.get("seed_steps_per_s") else "–",
                      f"{t['epoch_s']:.3g}" if t.get("epoch_s") else "–", *cells))
     return table(["method", "wall s", "train s", "seed-steps/s", "s/epoch"] + [f"{s} s" for s in STAGES], rows)
+
+
+def epoch_table(r, view, methods):
+    """Cost per epoch of every stage that counts epochs, per method (timing.<method>.stages[])."""
+    rows = []
+    for m in methods:
+        t = view["timing"].get(m)
+        for st in (t or {}).get("stages", []):
+            if not st.get("epochs"):
+                continue
+            epoch_s = st.get("epoch_s") or st["s"] / st["epochs"]
+            rows.append((m, st["stage"], f"{st['epochs']:g}", f"{st['s']:.3g}", f"{epoch_s:.3g}",
+                         f"{1e3 * epoch_s / n_seeds(r):.3g}", "shared" if st.get("shared") else "own"))
+    if not rows:
+        return ""
+    return ("<p>Cost per epoch. ERM training: an epoch is one pass of every seed over its training set; AFR head "
+            "fit: one full-batch epoch of one grid point for all seeds (epochs = grid points × stage-2 epochs). "
+            "Shared: the stage ran once, for this and other methods, and is counted in the method that ran it. "
+            "The timing table's s/epoch is the method's own ERM training per epoch.</p>"
+            + table(["method", "stage", "epochs", "stage s", "s per epoch (all seeds)", "ms per seed-epoch",
+                     "shared"], rows))
 
 
 def sweep_table(r, methods):
@@ -585,7 +727,7 @@ def build_html(r, view, methods, figures, captions, source):
               f"<h2>Timing{title_p}</h2>",
               "<p>Seconds for all seeds together. Shared stages are counted in the method that ran them, "
               "not in this one's wall time.</p>",
-              timing_table(view, methods), "<h2>Figures</h2>"]
+              timing_table(view, methods), epoch_table(r, view, methods), "<h2>Figures</h2>"]
     for i, (name, svg) in enumerate(figures.items()):
         parts.append(f"<figure id='{name[:-4]}'>{inline_svg(svg, f'f{i}')}"
                      f"<figcaption><b>{html.escape(name)}</b>: {html.escape(captions[name])}</figcaption></figure>")
@@ -616,6 +758,12 @@ def make_report(args):
     add("curves.svg", figure_curves(r, view, methods),
         "test accuracy during ERM training (AFR: stage 1), mean and min–max over seeds; DFR and afr-source "
         "train no network and have no curves.")
+    lo_p, hi_p = BAND_PERCENTILES
+    add("per_group_curves.svg", figure_per_group_curves(r, view, methods),
+        "accuracy of each class on the clean test set during ERM training (AFR: stage 1), then worst-group "
+        f"accuracy on the clean and the conflicting test set; line: mean over seeds, band: {lo_p}th–{hi_p}th "
+        "percentile over seeds (linear interpolation between seeds, so with few seeds it nears min–max). "
+        "Methods without curves (DFR, afr-source) are left out.")
     for s in SALIENCY_SETS:
         add(f"saliency_{s}.svg", figure_saliency(r, view, methods, s),
             f"where each class's saliency sits on {s.replace('_', ' ')} (share per feature, mean over seeds); "
@@ -624,7 +772,8 @@ def make_report(args):
         "stage-1 probability of the true class on AFR's stage-2 set. afr-source reweights the samples stage 1 "
         "trained on, whose probabilities are saturated near 1, so its weights are uniform per class.")
     add("cost_per_method.svg", figure_cost(r, view, methods),
-        "wall time per stage (hatched: shared with another method, not counted here) and seconds per epoch.")
+        "wall time per stage (hatched: shared with another method, not counted here) and seconds per epoch of "
+        "every stage that counts epochs, shared ones hatched (numbers: the cost-per-epoch table under Timing).")
     if args.dataset:
         add("embedding_pca.svg", figure_embedding_pca(load_dataset(args.dataset, args.base)),
             "inputs projected on the first two principal components of D_base: the planted blocks move "
