@@ -9,13 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  for candidate in python3 /usr/bin/python3; do
-    if "$candidate" -c 'import numpy, matplotlib' 2>/dev/null; then python=$candidate; break; fi
-  done
-fi
-[ -n "$python" ] || { echo "check_report.sh: no python3 with numpy and matplotlib" >&2; exit 1; }
+source scripts/report_python.sh
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

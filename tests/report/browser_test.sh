@@ -11,13 +11,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 bench=$1
 work=$2
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  for candidate in python3 /usr/bin/python3; do
-    if "$candidate" -c 'import numpy, matplotlib' 2>/dev/null; then python=$candidate; break; fi
-  done
-fi
-[ -n "$python" ] || { echo "browser_test.sh: no python3 with numpy and matplotlib: run scripts/install-deps.sh" >&2; exit 1; }
+source "$repo/scripts/report_python.sh"
 rm -rf "$work"
 mkdir -p "$work"
 
