@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "cli/generate_cli.h"
+#include "cli/merge_cli.h"
 #include "cli/toy_cli.h"
 #include "core/backend.h"
 #include "core/text_util.h"
@@ -29,6 +30,7 @@
 #include "report/report.h"
 #include "report/seed_dataset.h"
 #include "report/staged_dir.h"
+#include "scale/shard.h"
 #include "study/backends.h"
 #include "study/methods/methods.h"
 #include "study/study.h"
@@ -109,7 +111,7 @@ void check_resources(const StudyConfig& cfg, const Dataset& data, const Outputs&
                                           m.model_bytes > m.data_bytes ? "--channels (or --seeds)" : "--seeds"));
   if (out.features.empty()) return;
   const ConvBaseShape shape{cfg.channels, data.length, data.classes};
-  const double per_model = double(cfg.seeds) * (data.n_train + 3.0 * data.n_test) * (4.0 * shape.feature_dim() + 5);
+  const double per_model = double(cfg.local_seeds()) * (data.n_train + 3.0 * data.n_test) * (4.0 * shape.feature_dim() + 5);
   int models = 0;
   for (const std::string& mth : cfg.methods) models += mth == "erm" || mth == "erm-base";
   const double need = per_model * models * n_p;
@@ -122,7 +124,8 @@ void check_resources(const StudyConfig& cfg, const Dataset& data, const Outputs&
 }
 
 int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
-             const BackendOptions& backend_options, const std::string& data_dir, const Outputs& out, bool quiet) {
+             const BackendOptions& backend_options, const std::string& data_dir, const Outputs& out, bool quiet,
+             bool shard) {
   Dataset data = load_dataset(data_dir);
   for (float p : ps) {
     cfg.spurious.p = p;
@@ -149,40 +152,29 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
       write_features_file(features->path(features_file_name(method, cfg.spurious.p)), cfg, data, method, sets);
     };
 
-  nlohmann::json doc, sweep = nlohmann::json::array();
+  std::vector<nlohmann::json> parts;
   std::string csv, records;
   for (size_t i = 0; i < ps.size(); ++i) {
     cfg.spurious.p = ps[i];
     if (!quiet)
-      std::fprintf(stderr, "bench_spurious: %d seeds x %d steps, methods %s, p %.3g%s, C %d, backend %s (%s, %d threads)\n",
-                   cfg.seeds, cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p,
+      std::fprintf(stderr, "bench_spurious: %s x %d steps, methods %s, p %.3g%s, C %d, backend %s (%s, %d threads)\n",
+                   shard ? strprintf("seeds %d..%d of %d", cfg.seed_begin, cfg.last_seed() - 1, cfg.seeds).c_str()
+                         : strprintf("%d seeds", cfg.seeds).c_str(),
+                   cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p,
                    ps.size() > 1 ? (" (" + std::to_string(i + 1) + " of " + std::to_string(ps.size()) + ")").c_str() : "",
                    cfg.channels, backend->name().c_str(), backend->device().c_str(), backend->threads());
     StudyResult result = run_study(cfg, data, *backend, quiet ? ProgressFn{} : ProgressFn{print_progress},
                                    quiet ? NoteFn{} : NoteFn{print_note}, sinks);
     if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
-    std::cout << summary_table(cfg, result);
+    std::cout << summary_table(result);
     std::fputs(cross_seed_table(result).c_str(), stdout);
     std::fputs(timing_table(result, ConvBaseShape{cfg.channels, data.length, data.classes}, cfg.batch).c_str(), stdout);
     std::fflush(stdout);
-    nlohmann::json j = results_json(cfg, data, env, result);
+    parts.push_back(shard ? shard_part(cfg, data, env, result) : results_json(cfg, data, env, result));
     csv += results_csv(result, ps[i], i == 0);
-    if (!out.records.empty()) records += records_text(cfg, result, record_format, i == 0);
-    if (ps.size() == 1) {
-      doc = std::move(j);
-    } else {
-      if (i == 0) doc = {{"schema", j["schema"]}, {"created", j["created"]}, {"config", j["config"]}, {"environment", j["environment"]}};
-      sweep.push_back({{"p", j["config"]["spurious"]["p"]}, {"runs", j["runs"]}, {"summary", j["summary"]},
-                       {"timing", j["timing"]}, {"cross_seed", j["cross_seed"]}});
-    }
+    if (!out.records.empty()) records += records_text(ps[i], cfg.steps, result, record_format, i == 0);
   }
-  if (ps.size() > 1) {
-    doc["config"]["spurious"].erase("p");  // each sweep entry names its p
-    doc["config"]["spurious"]["p_sweep"] = nlohmann::json::array();
-    for (const auto& e : sweep) doc["config"]["spurious"]["p_sweep"].push_back(e["p"]);
-    doc["sweep"] = std::move(sweep);
-  }
-  if (!out.json.empty()) write_file_atomic(out.json, doc.dump(1) + "\n");
+  if (!out.json.empty()) write_file_atomic(out.json, study_document(std::move(parts)).dump(1) + "\n");
   if (!out.csv.empty()) write_file_atomic(out.csv, csv);
   if (!out.records.empty()) write_file_atomic(out.records, records);
   if (models) models->commit();
@@ -218,6 +210,10 @@ int run_cli(int argc, char** argv) {
   bool no_graphs = false;
   bool quiet = false;
   app.add_option("--seeds", cfg.seeds, "Number of seeds trained in parallel")->capture_default_str();
+  std::string seed_range;
+  app.add_option("--seed-range", seed_range,
+                 "A:B trains only the global seed indices A <= i < B of the --seeds study and writes a shard; "
+                 "`bench_spurious merge` makes the full results from the shards (docs/scaling.md)");
   app.add_option("--steps", cfg.steps, "Training steps per seed")->capture_default_str();
   spurious_flags.add(app, cfg.spurious, false);
   app.add_option("--p", p_list,
@@ -294,6 +290,7 @@ int run_cli(int argc, char** argv) {
 
   auto generate = add_generate_command(app);
   auto toy = add_toy_command(app);
+  auto merge = add_merge_command(app);
 
   try {
     app.parse(argc, argv);
@@ -311,6 +308,7 @@ int run_cli(int argc, char** argv) {
   try {
     if (generate_parsed(*generate)) return run_generate(*generate);
     if (toy_parsed(*toy)) return run_toy(*toy);
+    if (merge_parsed(*merge)) return run_merge(*merge);
     if (dataset->parsed()) {
       ds_cfg.spurious.draw = parse_noise_draw(ds_flags.noise_draw);
       return run_dataset(ds_cfg, seed_index, ds_data, ds_out);
@@ -331,7 +329,8 @@ int run_cli(int argc, char** argv) {
     if (cudnn_conv_opt->count() > 0 && backend != "cudnn")
       throw std::invalid_argument("--cudnn-conv applies to --backend cudnn only");
     backend_options.graphs = !no_graphs;
-    return run_main(cfg, ps, backend, backend_options, data_dir, outputs, quiet);
+    if (!seed_range.empty()) std::tie(cfg.seed_begin, cfg.seed_end) = parse_seed_range(seed_range);
+    return run_main(cfg, ps, backend, backend_options, data_dir, outputs, quiet, !seed_range.empty());
   } catch (const std::invalid_argument& e) {  // the command line asks for something that cannot run
     std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
     return 2;

@@ -21,7 +21,7 @@ std::string p_text(float p) {
 void describe(SafetensorsWriter& w, const char* schema, const StudyConfig& cfg, const Dataset& data,
               const std::string& method) {
   nlohmann::json seeds = nlohmann::json::array();
-  for (int s = 0; s < cfg.seeds; ++s) seeds.push_back(s);
+  for (int s = cfg.seed_begin; s < cfg.last_seed(); ++s) seeds.push_back(s);
   w.metadata("format", "pt");  // what transformers-style loaders look for; the tensors load into PyTorch as they are
   w.metadata("schema", schema);
   w.metadata("method", method);
@@ -42,7 +42,7 @@ std::string features_file_name(const std::string& method, float p) {
 void write_model_file(const std::string& path, const StudyConfig& cfg, const Dataset& data, const std::string& method,
                       const std::vector<float>& params) {
   const ConvBaseShape sh{cfg.channels, data.length, data.classes};
-  const int64_t S = cfg.seeds, C = sh.channels, K = sh.classes, F = sh.feature_dim();
+  const int64_t S = cfg.local_seeds(), C = sh.channels, K = sh.classes, F = sh.feature_dim();
   const size_t P = sh.num_params();
   struct Piece {
     const char* name;
@@ -76,7 +76,7 @@ void write_model_file(const std::string& path, const StudyConfig& cfg, const Dat
 void write_features_file(const std::string& path, const StudyConfig& cfg, const Dataset& data,
                          const std::string& method, const std::vector<FeatureSetOut>& sets) {
   const ConvBaseShape sh{cfg.channels, data.length, data.classes};
-  const int64_t S = cfg.seeds, F = sh.feature_dim();
+  const int64_t S = cfg.local_seeds(), F = sh.feature_dim();
   std::map<std::string, std::vector<uint8_t>> masks;
   std::map<std::string, std::vector<int32_t>> none;  // planted_class of a set with nothing planted
   SafetensorsWriter w;

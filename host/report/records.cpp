@@ -55,8 +55,8 @@ RecordFormat record_format_of(const std::string& path) {
   throw std::invalid_argument("--records " + path + ": the name must end in .csv or .jsonl (the format)");
 }
 
-std::string records_text(const StudyConfig& cfg, const StudyResult& result, RecordFormat format, bool header) {
-  Rows rows(format, strprintf("%.7g", cfg.spurious.p));
+std::string records_text(float p, int steps, const StudyResult& result, RecordFormat format, bool header) {
+  Rows rows(format, strprintf("%.7g", p));
   if (header && format == RecordFormat::csv) rows.text() = "p,seed_index,method,set,point,step,metric,group,value\n";
   for (const RunRecord& r : result.runs) {
     for (const CurvePoint& c : r.curves)
@@ -65,9 +65,9 @@ std::string records_text(const StudyConfig& cfg, const StudyResult& result, Reco
         rows.metrics(c.sets.at(set));
       }
     // The final model after its ERM training's steps (AFR: stage 1's) and, for DFR and AFR, the head's refit.
-    const int steps = r.has_afr ? r.afr_stage1_steps : cfg.steps;
+    const int final_step = r.has_afr ? r.afr_stage1_steps : steps;
     for (const std::string& set : study_sets()) {
-      rows.key(r.seed_index, r.method, set, "final", steps);
+      rows.key(r.seed_index, r.method, set, "final", final_step);
       rows.metrics(r.metrics.at(set));
       auto it = r.shortcut_reliance.find(set);
       if (it != r.shortcut_reliance.end()) rows.row("shortcut_reliance", "all", it->second);

@@ -14,7 +14,8 @@ enum class RecordFormat { csv, jsonl };
 // By extension: .csv or .jsonl; std::invalid_argument otherwise.
 RecordFormat record_format_of(const std::string& path);
 
-// The rows of one study (one p); header: the CSV's column names first (a sweep appends blocks without).
-std::string records_text(const StudyConfig& cfg, const StudyResult& result, RecordFormat format, bool header);
+// The rows of one study (one p, `steps` training steps); header: the CSV's column names first (a sweep appends blocks
+// without).
+std::string records_text(float p, int steps, const StudyResult& result, RecordFormat format, bool header);
 
 }  // namespace sb

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -131,28 +132,38 @@ json config_json(const StudyConfig& cfg, const Dataset& data) {
   };
 }
 
+json environment_json(const RunEnvironment& env) {
+  return {{"backend", env.backend},
+          {"device", env.device},
+          {"threads", env.threads},
+          {"hardware_threads", std::thread::hardware_concurrency()},
+          {"version", SB_VERSION},
+          {"git_commit", git_commit()},
+          {"compiler",
+#ifdef __clang__
+           "clang " __clang_version__
+#else
+           "gcc " __VERSION__
+#endif
+          },
+          {"nlohmann_json", std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." +
+                                std::to_string(NLOHMANN_JSON_VERSION_MINOR) + "." +
+                                std::to_string(NLOHMANN_JSON_VERSION_PATCH)}};
+}
+
 json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env, const StudyResult& result) {
+  return results_json(config_json(cfg, data), environment_json(env), result);
+}
+
+json results_json(const json& config, const json& environment, const StudyResult& result) {
   json j;
   j["schema"] = "spurious-bench/results/v1";
   j["created"] = utc_now();
-  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
-  j["config"] = config_json(cfg, data);
-  j["environment"] = {{"backend", env.backend},
-                      {"device", env.device},
-                      {"threads", env.threads},
-                      {"hardware_threads", std::thread::hardware_concurrency()},
-                      {"version", SB_VERSION},
-                      {"git_commit", git_commit()},
-                      {"compiler",
-#ifdef __clang__
-                       "clang " __clang_version__
-#else
-                       "gcc " __VERSION__
-#endif
-                      },
-                      {"nlohmann_json",
-                       std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." + std::to_string(NLOHMANN_JSON_VERSION_MINOR) +
-                           "." + std::to_string(NLOHMANN_JSON_VERSION_PATCH)}};
+  const int classes = config.at("data").at("classes"), length = config.at("data").at("length"),
+            batch = config.at("batch");
+  const ConvBaseShape shape{config.at("channels").get<int>(), length, classes};
+  j["config"] = config;
+  j["environment"] = environment;
 
   json runs = json::array();
   for (const RunRecord& r : result.runs) {
@@ -202,7 +213,7 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
                       {"epoch_s", t.epoch_s},
                       {"stages", stages}};
     if (t.seed_steps_per_s > 0) {
-      const double flops = shape.train_step_flops() * cfg.batch, bytes = shape.train_step_bytes(cfg.batch);
+      const double flops = shape.train_step_flops() * batch, bytes = shape.train_step_bytes(batch);
       timing[method]["flops_per_seed_step"] = flops;
       timing[method]["bytes_per_seed_step"] = bytes;
       timing[method]["gflop_per_s"] = flops * t.seed_steps_per_s * 1e-9;
@@ -216,13 +227,128 @@ json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironm
     if (!c.saliency.empty()) {
       json sal;
       for (const auto& [set, map] : c.saliency) sal[set] = vec_json(map);
-      cm["saliency"] = {{"shape", {data.classes, data.length}}, {"sets", sal}};
+      cm["saliency"] = {{"shape", {classes, length}}, {"sets", sal}};
     }
   }
   j["summary"] = summary;
   j["timing"] = timing;
   j["cross_seed"] = cross;
   return j;
+}
+
+json study_document(std::vector<json> parts) {
+  if (parts.size() == 1) return std::move(parts[0]);
+  json doc = {{"schema", parts[0]["schema"]},
+              {"created", parts[0]["created"]},
+              {"config", parts[0]["config"]},
+              {"environment", parts[0]["environment"]}};
+  doc["config"]["spurious"].erase("p");  // each sweep entry names its p
+  json sweep = json::array(), p_sweep = json::array();
+  for (json& part : parts) {
+    json entry = {{"p", part["config"]["spurious"]["p"]}};
+    for (auto it = part.begin(); it != part.end(); ++it)
+      if (!doc.contains(it.key())) entry[it.key()] = std::move(it.value());
+    p_sweep.push_back(entry["p"]);
+    sweep.push_back(std::move(entry));
+  }
+  doc["config"]["spurious"]["p_sweep"] = std::move(p_sweep);
+  doc["sweep"] = std::move(sweep);
+  return doc;
+}
+
+std::vector<json> study_parts(const json& doc) {
+  if (!doc.contains("sweep")) return {doc};
+  std::vector<json> parts;
+  for (const json& entry : doc.at("sweep")) {
+    json part = {{"schema", doc.at("schema")}, {"created", doc.at("created")}, {"config", doc.at("config")},
+                 {"environment", doc.at("environment")}};
+    part["config"]["spurious"].erase("p_sweep");
+    part["config"]["spurious"]["p"] = entry.at("p");
+    for (auto it = entry.begin(); it != entry.end(); ++it)
+      if (it.key() != "p") part[it.key()] = it.value();
+    parts.push_back(std::move(part));
+  }
+  return parts;
+}
+
+namespace {
+
+double number_or_nan(const json& v) { return v.is_null() ? std::nan("") : v.get<double>(); }
+
+std::vector<double> numbers_of(const json& a) {
+  std::vector<double> v;
+  for (const json& x : a) v.push_back(number_or_nan(x));
+  return v;
+}
+
+SetMetrics set_metrics_from(const json& j) {
+  SetMetrics m;
+  m.accuracy = j.at("accuracy");
+  m.worst_group_accuracy = j.at("worst_group_accuracy");
+  m.loss = number_or_nan(j.at("loss"));
+  m.per_group_accuracy = numbers_of(j.at("per_group_accuracy"));
+  return m;
+}
+
+RunRecord run_from(const json& rec) {
+  RunRecord r;
+  r.seed_index = rec.at("seed_index");
+  r.method = rec.at("method");
+  for (const auto& set : study_sets()) r.metrics[set] = set_metrics_from(rec.at("metrics").at(set));
+  const json& curves = rec.at("curves");
+  const json& steps = curves.at("step");
+  for (size_t i = 0; i < steps.size(); ++i) {
+    CurvePoint c;
+    c.step = steps[i];
+    for (const auto& set : study_sets()) {
+      const json& cs = curves.at(set);
+      SetMetrics& m = c.sets[set];
+      m.accuracy = number_or_nan(cs.at("accuracy").at(i));
+      m.worst_group_accuracy = number_or_nan(cs.at("worst_group_accuracy").at(i));
+      m.loss = number_or_nan(cs.at("loss").at(i));
+      m.per_group_accuracy = numbers_of(cs.at("per_group_accuracy").at(i));
+    }
+    r.curves.push_back(std::move(c));
+  }
+  if (rec.contains("shortcut_reliance")) r.shortcut_reliance = rec["shortcut_reliance"].get<std::map<std::string, double>>();
+  if (rec.contains("dfr")) {
+    r.has_dfr = true;
+    r.dfr_l1 = rec["dfr"].at("l1").get<float>();
+    r.dfr_tune_worst_group = numbers_of(rec["dfr"].at("tune_worst_group"));
+  }
+  if (rec.contains("afr")) {
+    const json& a = rec["afr"];
+    r.has_afr = true;
+    r.afr_gamma = a.at("gamma").get<float>(), r.afr_lambda = a.at("lambda").get<float>();
+    r.afr_epoch = a.at("epoch"), r.afr_ess = a.at("ess"), r.afr_stage1_steps = a.at("stage1_steps");
+    r.afr_class_mass = numbers_of(a.at("class_mass"));
+  }
+  return r;
+}
+
+MethodTiming timing_from(const json& t) {
+  MethodTiming m;
+  m.wall_s = t.at("wall_s"), m.train_s = t.at("train_s"), m.eval_s = t.at("eval_s");
+  m.seed_steps_per_s = t.at("seed_steps_per_s"), m.epoch_s = t.at("epoch_s");
+  for (const json& e : t.at("stages")) m.stages.push_back({e.at("stage"), e.at("s"), e.value("epochs", 0.0), e.at("shared")});
+  return m;
+}
+
+}  // namespace
+
+StudyResult study_result_from_json(const json& part) {
+  try {
+    StudyResult r;
+    for (const json& rec : part.at("runs")) {
+      r.runs.push_back(run_from(rec));
+      const std::string& method = r.runs.back().method;
+      if (std::find(r.methods.begin(), r.methods.end(), method) == r.methods.end()) r.methods.push_back(method);
+    }
+    for (const std::string& method : r.methods) r.timing[method] = timing_from(part.at("timing").at(method));
+    return r;
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("not a results file of this version: ") + e.what());
+  }
 }
 
 std::string results_csv(const StudyResult& result, double p, bool header) {
@@ -241,7 +367,7 @@ std::string results_csv(const StudyResult& result, double p, bool header) {
   return out.str();
 }
 
-std::string summary_table(const StudyConfig& /*cfg*/, const StudyResult& result) {
+std::string summary_table(const StudyResult& result) {
   std::ostringstream out;
   char line[256];
   std::snprintf(line, sizeof line, "%-10s %-17s %-22s %-7s %-7s   %-22s %-7s %-7s\n", "method", "set",

@@ -19,15 +19,29 @@ nlohmann::json config_json(const StudyConfig& cfg, const Dataset& data);
 // The commit this binary was built from (with -dirty when the tree had changes).
 const char* git_commit();
 
-// The whole results document, schema "spurious-bench/results/v1".
+// The whole results document of one p, schema "spurious-bench/results/v1".
 nlohmann::json results_json(const StudyConfig& cfg, const Dataset& data, const RunEnvironment& env,
                             const StudyResult& result);
+// The same from the blocks it is made of (a merge has the configuration only as JSON).
+nlohmann::json results_json(const nlohmann::json& config, const nlohmann::json& environment, const StudyResult& result);
+nlohmann::json environment_json(const RunEnvironment& env);
+
+// The document of a study over one p (that p's results_json) or a sweep over several: one configuration with
+// spurious.p_sweep and a "sweep" entry per p. Each part's extra top-level blocks (a shard's "shard") go along.
+nlohmann::json study_document(std::vector<nlohmann::json> parts);
+// Its inverse: one results_json-shaped part per p.
+std::vector<nlohmann::json> study_parts(const nlohmann::json& doc);
+
+// The runs, the methods (in the order run) and the timing of one part, read back as results_json wrote them; the
+// cross-seed statistics are not read (compute_cross_seed makes them from the seeds' evidence). Throws
+// std::runtime_error naming the first missing or mistyped field.
+StudyResult study_result_from_json(const nlohmann::json& part);
 
 // One row per (seed_index, method, set) with the final metrics, p first (sweeps append blocks).
 std::string results_csv(const StudyResult& result, double p, bool header = true);
 
 // Mean ± std [min, max] per method and set, for the terminal.
-std::string summary_table(const StudyConfig& cfg, const StudyResult& result);
+std::string summary_table(const StudyResult& result);
 
 // Writes through a temporary file in the same folder, fsync and rename(), so readers never see a partial file.
 void write_file_atomic(const std::string& path, const std::string& content);

@@ -8,48 +8,31 @@
 #include "core/nvtx.h"
 
 namespace sb {
-namespace {
-
-// Mean over seed pairs of the share of samples the two seeds predict differently; pred is (S, NT).
-double disagreement_of(const std::vector<int8_t>& pred, int S, int NT) {
-  if (S < 2) return 0;
-  double sum = 0;
-  for (int a = 0; a < S; ++a)
-    for (int b = a + 1; b < S; ++b) {
-      int differ = 0;
-      for (int i = 0; i < NT; ++i) differ += pred[size_t(a) * NT + i] != pred[size_t(b) * NT + i];
-      sum += double(differ) / NT;
-    }
-  return sum / (double(S) * (S - 1) / 2);
-}
-
-}  // namespace
-
 void Study::say(const std::string& method, const std::string& what) const {
   if (note) note(method, what);
 }
 
 void Study::make_sets() {
   std::vector<float> init(size_t(S) * P);
-  for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, uint32_t(s), init.data() + size_t(s) * P);
+  for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, seed_index(s), init.data() + size_t(s) * P);
   backend.reset(shape, S, init.data(), cfg.adam);
   base_set = backend.add_set(data.x_train.data(), data.y_train.data(), N, false);
   test_set = backend.add_set(data.x_test.data(), data.y_test.data(), NT, false);
   const bool keep_planted = bool(sinks.features);  // only the features' files need them
   if (keep_planted) planted_train.resize(size_t(S) * N), planted_aligned.resize(size_t(S) * NT);
-  sp_set = backend.add_spurious_set(SpuriousSetKind::train, cfg.spurious, base_set, cfg.seed, 0,
+  sp_set = backend.add_spurious_set(SpuriousSetKind::train, cfg.spurious, base_set, cfg.seed, seed_index(0),
                                     keep_planted ? planted_train.data() : nullptr);
-  aligned_set = backend.add_spurious_set(SpuriousSetKind::aligned, cfg.spurious, test_set, cfg.seed, 0,
+  aligned_set = backend.add_spurious_set(SpuriousSetKind::aligned, cfg.spurious, test_set, cfg.seed, seed_index(0),
                                          keep_planted ? planted_aligned.data() : nullptr);
   planted_conflicting.resize(size_t(S) * NT);
-  conflicting_set = backend.add_spurious_set(SpuriousSetKind::conflicting, cfg.spurious, test_set, cfg.seed, 0,
+  conflicting_set = backend.add_spurious_set(SpuriousSetKind::conflicting, cfg.spurious, test_set, cfg.seed, seed_index(0),
                                              planted_conflicting.data());
 }
 
 double Study::train_erm(const std::string& method, int train_set, const std::vector<std::vector<int32_t>>& rows,
     int steps, std::vector<float>& params, std::vector<RunRecord>& records, MethodTiming& tm) {
   params.resize(size_t(S) * P);
-  for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, uint32_t(s), params.data() + size_t(s) * P);
+  for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, seed_index(s), params.data() + size_t(s) * P);
   backend.load_params(params.data());
   backend.train_on(train_set);
   double train_s = 0, eval_s = 0;
@@ -66,7 +49,7 @@ double Study::train_erm(const std::string& method, int train_set, const std::vec
     const auto t_step = Clock::now();
     for (int s = 0; s < S; ++s) {
       int32_t* b = batch.data() + size_t(s) * cfg.batch;
-      batch_rows(cfg, n_rows, uint32_t(s), step, b, perms[s]);
+      batch_rows(cfg, n_rows, seed_index(s), step, b, perms[s]);
       if (!rows.empty())
         for (int i = 0; i < cfg.batch; ++i) b[i] = rows[s][b[i]];
     }
@@ -120,28 +103,19 @@ std::vector<std::map<std::string, SetMetrics>> Study::evaluate_sets(const std::v
 }
 
 void Study::finish(const std::string& method, const std::vector<float>& params, int train_set,
-    std::vector<RunRecord>& records, MethodCrossSeed& cross, MethodTiming& tm) {
+    std::vector<RunRecord>& records, MethodSeedEvidence& ev, MethodTiming& tm) {
   if (sinks.model) sinks.model(method, params);
   const auto t0 = Clock::now();
   backend.load_params(params.data());
-  std::map<std::string, std::vector<int8_t>> pred;
-  std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(sets(train_set), &pred);
+  std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(sets(train_set), &ev.predictions);
   for (int s = 0; s < S; ++s) records[s].metrics = metrics[s];
-
-  for (const auto& [name, p] : pred) cross.disagreement[name] = disagreement_of(p, S, NT);
-  for (const std::string set : {"test_aligned", "test_conflicting"}) {
-    std::vector<double> shifted, clean;
-    for (int s = 0; s < S; ++s)
-      shifted.push_back(metrics[s][set].accuracy), clean.push_back(metrics[s]["test_clean"].accuracy);
-    if (S > 1) cross.underspecification[set] = seed_stats(shifted).std / seed_stats(clean).std;
-  }
   tm.eval_s += seconds_since(t0);
   tm.stages.push_back({"final_evaluation", seconds_since(t0), 0, false});
-  if (cfg.saliency) saliency(method, train_set, records, cross, tm);
+  if (cfg.saliency) saliency(method, train_set, records, ev, tm);
 }
 
 void Study::saliency(const std::string& method, int train_set, std::vector<RunRecord>& records,
-    MethodCrossSeed& cross, MethodTiming& tm) {
+    MethodSeedEvidence& ev, MethodTiming& tm) {
   say(method, "saliency");
   const auto t0 = Clock::now();
   std::vector<float> sal(size_t(S) * std::max(N, NT) * L);
@@ -150,10 +124,10 @@ void Study::saliency(const std::string& method, int train_set, std::vector<RunRe
     const int n = train ? N : NT;
     const int32_t* y = train ? data.y_train.data() : data.y_test.data();
     backend.set_saliency(id, sal.data());
-    std::vector<double> map(size_t(K) * L, 0.0);
-    std::vector<int> count(K, 0);
-    for (int i = 0; i < n; ++i) ++count[y[i]];
+    std::vector<double>& sums = ev.saliency_sums[name];
+    sums.assign(size_t(S) * K * L, 0.0);
     for (int s = 0; s < S; ++s) {
+      double* map = sums.data() + size_t(s) * K * L;
       double reliance = 0;
       for (int i = 0; i < n; ++i) {
         const float* g = sal.data() + (size_t(s) * n + i) * L;
@@ -169,9 +143,6 @@ void Study::saliency(const std::string& method, int train_set, std::vector<RunRe
       }
       records[s].shortcut_reliance[name] = reliance / n;
     }
-    for (int c = 0; c < K; ++c)
-      for (int p = 0; p < L; ++p) map[size_t(c) * L + p] /= double(S) * std::max(count[c], 1);
-    cross.saliency[name] = std::move(map);
   }
   tm.stages.push_back({"saliency", seconds_since(t0), 0, false});
 }
@@ -250,7 +221,7 @@ Study::Gathered Study::gather(const std::vector<float>& z, int n, int s, const s
 std::vector<int32_t> Study::random_rows(Purpose purpose, int s, int m, std::vector<int32_t>* rest) const {
   std::vector<int32_t> all(N);
   std::iota(all.begin(), all.end(), 0);
-  RngStream rng(cfg.seed, uint32_t(s), purpose, 0);
+  RngStream rng(cfg.seed, seed_index(s), purpose, 0);
   for (int i = 0; i < m; ++i) std::swap(all[i], all[i + rng.below(uint32_t(N - i))]);
   std::vector<int32_t> pick(all.begin(), all.begin() + m);
   std::sort(pick.begin(), pick.end());

@@ -43,7 +43,7 @@ struct Study {
   std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed
 
   Study(const StudyConfig& c, const Dataset& d, Backend& b, const ProgressFn& p, const NoteFn& n, const StudySinks& k)
-      : cfg(c), data(d), backend(b), progress(p), note(n), sinks(k), S(c.seeds), N(d.n_train), NT(d.n_test), L(d.length),
+      : cfg(c), data(d), backend(b), progress(p), note(n), sinks(k), S(c.local_seeds()), N(d.n_train), NT(d.n_test), L(d.length),
         K(d.classes), shape{c.channels, d.length, d.classes}, P(shape.num_params()) {}
 
   // Rows of one seed's features z (S, n, F), gathered into a contiguous FeatureSet's storage.
@@ -72,12 +72,15 @@ struct Study {
                                                                std::map<std::string, std::vector<int8_t>>* pred);
 
   // Final metrics, predictions and saliency of params (S, P), trained or refitted on kept set train_set, into
-  // records and cross; the parameters go to sinks.model.
+  // records and ev; the parameters go to sinks.model.
   void finish(const std::string& method, const std::vector<float>& params, int train_set,
-              std::vector<RunRecord>& records, MethodCrossSeed& cross, MethodTiming& tm);
+              std::vector<RunRecord>& records, MethodSeedEvidence& ev, MethodTiming& tm);
 
-  void saliency(const std::string& method, int train_set, std::vector<RunRecord>& records, MethodCrossSeed& cross,
+  void saliency(const std::string& method, int train_set, std::vector<RunRecord>& records, MethodSeedEvidence& ev,
                 MethodTiming& tm);
+
+  // Global seed index of local seed s (StudyConfig::seed_begin + s): what every random stream of the seed is keyed by.
+  uint32_t seed_index(int s) const { return uint32_t(cfg.seed_begin + s); }
 
   // The erm model (S, P), trained once and shared by erm, dfr*, afr-source.
   const std::vector<float>& erm_model(const std::string& for_method, MethodTiming& tm, std::vector<RunRecord>& records);

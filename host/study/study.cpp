@@ -12,6 +12,23 @@
 #include "study/runner.h"
 
 namespace sb {
+namespace {
+
+// Mean over seed pairs of the share of samples where the two seeds predict differently; pred is (S, n).
+double disagreement_of(const std::vector<int8_t>& pred, int S) {
+  if (S < 2) return 0;
+  const size_t n = pred.size() / S;
+  double sum = 0;
+  for (int a = 0; a < S; ++a)
+    for (int b = a + 1; b < S; ++b) {
+      int differ = 0;
+      for (size_t i = 0; i < n; ++i) differ += pred[a * n + i] != pred[b * n + i];
+      sum += double(differ) / double(n);
+    }
+  return sum / (double(S) * (S - 1) / 2);
+}
+
+}  // namespace
 
 const std::vector<std::string>& study_sets() {
   static const std::vector<std::string> sets = {"train", "test_clean", "test_aligned", "test_conflicting"};
@@ -30,6 +47,9 @@ const std::vector<std::string>& known_methods() {
 void validate(const StudyConfig& cfg, const Dataset& data) {
   auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
   if (cfg.seeds <= 0) fail("--seeds must be a positive integer, got " + std::to_string(cfg.seeds));
+  if (cfg.seed_begin < 0 || cfg.seed_begin >= cfg.last_seed() || cfg.last_seed() > cfg.seeds)
+    fail("--seed-range " + std::to_string(cfg.seed_begin) + ":" + std::to_string(cfg.last_seed()) +
+         " is not a non-empty range within the study's " + std::to_string(cfg.seeds) + " seeds (--seeds)");
   if (cfg.steps <= 0) fail("--steps must be a positive integer, got " + std::to_string(cfg.steps));
   if (cfg.batch <= 0) fail("--batch must be a positive integer, got " + std::to_string(cfg.batch));
   if (cfg.channels <= 0) fail("--channels must be a positive integer, got " + std::to_string(cfg.channels));
@@ -70,7 +90,7 @@ void validate(const StudyConfig& cfg, const Dataset& data) {
 
 MemoryEstimate estimate_memory(const StudyConfig& cfg, const Dataset& data, bool save_features) {
   const ConvBaseShape shape{cfg.channels, data.length, data.classes};
-  const double S = cfg.seeds, P = double(shape.num_params()), N = data.n_train, NT = data.n_test, L = data.length,
+  const double S = cfg.local_seeds(), P = double(shape.num_params()), N = data.n_train, NT = data.n_test, L = data.length,
                F = shape.feature_dim(), K = data.classes, B = cfg.batch;
   MemoryEstimate m;
   // Backend: parameters, Adam's m and v, a gradient per seed; study: initial weights, the erm model, a method's
@@ -144,34 +164,71 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
       const std::string range_name = "method:" + method;
       const NvtxRange method_range(range_name.c_str());
       std::vector<RunRecord> records(S);
-      for (int s = 0; s < S; ++s) records[s].seed_index = s, records[s].method = method;
+      for (int s = 0; s < S; ++s) records[s].seed_index = cfg.seed_begin + s, records[s].method = method;
       MethodTiming tm;
-      MethodCrossSeed cross;
-      MethodRun run{method, stage1_steps, records, cross, tm};
+      MethodSeedEvidence& evidence = result.evidence[method];
+      MethodRun run{method, stage1_steps, records, evidence, tm};
       m.run(st, run);
       tm.wall_s = seconds_since(t_method);  // a shared stage ran (and is counted) in an earlier method
       result.timing[method] = tm;
-      result.cross_seed[method] = std::move(cross);
       result.methods.push_back(method);
       for (auto& r : records) result.runs.push_back(std::move(r));
     }
   }
 
-  // Pairing with erm: how often a method beats erm's worst-group accuracy on the same seed index.
-  std::map<std::pair<std::string, int>, const RunRecord*> by_key;
-  for (const RunRecord& r : result.runs) by_key[{r.method, r.seed_index}] = &r;
-  if (std::find(result.methods.begin(), result.methods.end(), "erm") != result.methods.end())
-    for (const std::string& method : result.methods)
+  for (const auto& [set, y] : {std::pair{"train", &data.y_train}, {"test_clean", &data.y_test},
+                                {"test_aligned", &data.y_test}, {"test_conflicting", &data.y_test}}) {
+    std::vector<int>& count = result.class_counts[set];
+    count.assign(data.classes, 0);
+    for (int32_t label : *y) ++count[label];
+  }
+  compute_cross_seed(result);
+  return result;
+}
+
+void compute_cross_seed(StudyResult& result) {
+  std::map<std::string, std::vector<const RunRecord*>> runs;  // per method, ascending seed index
+  for (const RunRecord& r : result.runs) runs[r.method].push_back(&r);
+  const bool with_erm = runs.count("erm") > 0;
+  for (const std::string& method : result.methods) {
+    const std::vector<const RunRecord*>& seeds = runs.at(method);
+    const int S = int(seeds.size());
+    const MethodSeedEvidence& ev = result.evidence.at(method);
+    MethodCrossSeed& cross = result.cross_seed[method];
+    cross = MethodCrossSeed{};
+    for (const auto& [set, pred] : ev.predictions) cross.disagreement[set] = disagreement_of(pred, S);
+    for (const std::string set : {"test_aligned", "test_conflicting"}) {
+      std::vector<double> shifted, clean;
+      for (const RunRecord* r : seeds)
+        shifted.push_back(r->metrics.at(set).accuracy), clean.push_back(r->metrics.at("test_clean").accuracy);
+      if (S > 1) cross.underspecification[set] = seed_stats(shifted).std / seed_stats(clean).std;
+    }
+    // How often the method beats erm's worst-group accuracy on the same seed index (ties count half).
+    if (with_erm) {
+      std::map<int, const RunRecord*> erm;
+      for (const RunRecord* r : runs.at("erm")) erm[r->seed_index] = r;
       for (const std::string& set : study_sets()) {
         double wins = 0;
-        for (int s = 0; s < S; ++s) {
-          const double a = by_key[{method, s}]->metrics.at(set).worst_group_accuracy;
-          const double b = by_key[{"erm", s}]->metrics.at(set).worst_group_accuracy;
+        for (const RunRecord* r : seeds) {
+          const double a = r->metrics.at(set).worst_group_accuracy;
+          const double b = erm.at(r->seed_index)->metrics.at(set).worst_group_accuracy;
           wins += a > b ? 1.0 : a == b ? 0.5 : 0.0;
         }
-        result.cross_seed[method].beats_erm_worst_group[set] = wins / S;
+        cross.beats_erm_worst_group[set] = wins / S;
       }
-  return result;
+    }
+    // Saliency per (class, feature): the seeds' sums, in seed order, over seeds and the class's samples.
+    for (const auto& [set, sums] : ev.saliency_sums) {
+      const std::vector<int>& count = result.class_counts.at(set);
+      const size_t KL = sums.size() / S, L = KL / count.size();
+      std::vector<double> map(KL, 0.0);
+      for (int s = 0; s < S; ++s)
+        for (size_t j = 0; j < KL; ++j) map[j] += sums[s * KL + j];
+      for (size_t j = 0; j < KL; ++j) map[j] /= double(S) * std::max(count[j / L], 1);
+      cross.saliency[set] = std::move(map);
+    }
+    cross.afr_p_histogram = ev.afr_p_counts;
+  }
 }
 
 }  // namespace sb

@@ -16,7 +16,10 @@
 namespace sb {
 
 struct StudyConfig {
-  int seeds = 100;
+  int seeds = 100;  // seeds of the whole study: global seed indices 0 .. seeds-1
+  // This process trains the global seed indices [seed_begin, seed_end) of them (--seed-range, an MPI rank's shard);
+  // seed_end 0 means seeds. Seed i's numbers do not depend on which process trains it.
+  int seed_begin = 0, seed_end = 0;
   int steps = 6000;
   int batch = 100;
   float lr = 1e-2f;
@@ -33,6 +36,10 @@ struct StudyConfig {
   std::vector<int> afr_stage1_steps;  // empty: `steps`; several values run `afr@N` for each (a sweep)
   AfrConfig afr;
   bool saliency = true;
+
+  int last_seed() const { return seed_end ? seed_end : seeds; }  // one past the last seed this process trains
+  int local_seeds() const { return last_seed() - seed_begin; }
+  bool is_shard() const { return local_seeds() != seeds; }
 };
 
 // Sets every metric is reported on, in report order.
@@ -79,6 +86,15 @@ struct MethodTiming {
   std::vector<StageTiming> stages;
 };
 
+// What each seed contributes to its method's cross-seed statistics, seed-major. Kept in the result so that shards of
+// a study (host/scale) merge into exactly the statistics one process computes: compute_cross_seed reads only this
+// and the runs.
+struct MethodSeedEvidence {
+  std::map<std::string, std::vector<int8_t>> predictions;     // per test set: (S, n_test) predicted classes
+  std::map<std::string, std::vector<double>> saliency_sums;   // per set: (S, classes * length), sum over the samples
+  std::vector<double> afr_p_counts;                           // AFR: stage-1 p_true, 20 bins over [0, 1], all seeds
+};
+
 // Across-seed statistics of one method beyond the per-metric summaries (study.md §5).
 struct MethodCrossSeed {
   // std of accuracy on a shifted set over std on test_clean, for test_aligned and test_conflicting.
@@ -96,8 +112,13 @@ struct StudyResult {
   std::vector<RunRecord> runs;  // seed-major within each method, methods in config order
   std::vector<std::string> methods;  // as run (an AFR stage-1 sweep expands afr into afr@N)
   std::map<std::string, MethodTiming> timing;
-  std::map<std::string, MethodCrossSeed> cross_seed;
+  std::map<std::string, MethodCrossSeed> cross_seed;  // compute_cross_seed's
+  std::map<std::string, MethodSeedEvidence> evidence;
+  std::map<std::string, std::vector<int>> class_counts;  // per set: samples of each class (the saliency's divisor)
 };
+
+// Fills result.cross_seed of every method from result.runs (seed-major, ascending seed index) and result.evidence.
+void compute_cross_seed(StudyResult& result);
 
 // Called after each evaluation: method, step, steps, mean clean test accuracy, mean training loss,
 // seed-steps per second so far.

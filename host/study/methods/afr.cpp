@@ -57,10 +57,10 @@ void reweight_head(Study& st, MethodRun& run, bool source_variant) {
   }
   const double grid = double(cfg.afr.gammas.size() * cfg.afr.lambdas.size());
   run.tm.stages.push_back({"head_fit", seconds_since(t0), grid * cfg.afr.epochs, false});
-  run.cross.afr_p_histogram.assign(20, 0.0);
+  run.evidence.afr_p_counts.assign(20, 0.0);
   for (const auto& ps : p_true)
-    for (float p : ps) run.cross.afr_p_histogram[std::min(19, std::max(0, int(p * 20)))] += 1;
-  st.finish(method, params, st.sp_set, run.records, run.cross, run.tm);
+    for (float p : ps) run.evidence.afr_p_counts[std::min(19, std::max(0, int(p * 20)))] += 1;
+  st.finish(method, params, st.sp_set, run.records, run.evidence, run.tm);
 }
 
 }  // namespace

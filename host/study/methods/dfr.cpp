@@ -27,7 +27,7 @@ void refit_head(Study& st, MethodRun& run, bool source_variant) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(st.backend.threads())
   for (int s = 0; s < st.S; ++s) {
     const Study::Gathered g = st.gather(z, st.N, s, st.random_rows(Purpose::dfr_subsample, s, m));
-    RngStream rng(st.cfg.seed, uint32_t(s), Purpose::dfr_subsample, uint64_t(1) << 40);
+    RngStream rng(st.cfg.seed, st.seed_index(s), Purpose::dfr_subsample, uint64_t(1) << 40);
     DfrResult r = fit_dfr(g.set(), st.K, dc, rng);
     st.set_head(params.data() + size_t(s) * st.P, r.head);
     RunRecord& rec = run.records[s];
@@ -36,7 +36,7 @@ void refit_head(Study& st, MethodRun& run, bool source_variant) {
     rec.dfr_tune_worst_group = r.tune_worst_group_per_l1;
   }
   run.tm.stages.push_back({"head_fit", seconds_since(t0), 0, false});
-  st.finish(method, params, st.sp_set, run.records, run.cross, run.tm);
+  st.finish(method, params, st.sp_set, run.records, run.evidence, run.tm);
 }
 
 }  // namespace

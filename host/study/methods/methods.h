@@ -16,7 +16,7 @@ struct MethodRun {
   std::string name;   // as reported: the method's name, or afr@N in a stage-1 sweep
   int stage1_steps;   // training steps of the method's own ERM (AFR: stage 1)
   std::vector<RunRecord>& records;  // (S), seed_index and method already set
-  MethodCrossSeed& cross;
+  MethodSeedEvidence& evidence;  // what the seeds contribute to the cross-seed statistics
   MethodTiming& tm;
 };
 
