@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake make g++ libcli11-dev nlohmann-json3-dev libssl-dev libgtest-dev libbenchmark-dev python3-numpy
-      python3-matplotlib python3-venv python3-pip chromium)
+      python3-matplotlib python3-venv python3-pip chromium libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <type_traits>
 
 #include "cli/generate_cli.h"
@@ -30,6 +31,7 @@
 #include "report/report.h"
 #include "report/seed_dataset.h"
 #include "report/staged_dir.h"
+#include "scale/mpi_job.h"
 #include "scale/shard.h"
 #include "study/backends.h"
 #include "study/methods/methods.h"
@@ -123,18 +125,50 @@ void check_resources(const StudyConfig& cfg, const Dataset& data, const Outputs&
                                        where.string().c_str(), gib(double(space.available)).c_str()));
 }
 
-int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
-             const BackendOptions& backend_options, const std::string& data_dir, const Outputs& out, bool quiet,
-             bool shard) {
+// The study's tables for the terminal (one p).
+void print_tables(const StudyConfig& cfg, const Dataset& data, const StudyResult& result) {
+  std::cout << summary_table(result);
+  std::fputs(cross_seed_table(result).c_str(), stdout);
+  std::fputs(timing_table(result, ConvBaseShape{cfg.channels, data.length, data.classes}, cfg.batch).c_str(), stdout);
+  std::fflush(stdout);
+}
+
+// What the main job runs as: one process, a --seed-range shard, or one rank of an MPI job (job set).
+struct RunMode {
+  bool shard = false;
+  bool device_given = false;  // --device on the command line (else an MPI rank takes its local rank's GPU)
+  MpiJob* job = nullptr;
+};
+
+int run_study_job(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
+                  BackendOptions backend_options, const std::string& data_dir, const Outputs& out, bool quiet,
+                  const RunMode& mode) {
+  MpiJob* job = mode.job;
+  const bool root = !job || job->rank() == 0;
   Dataset data = load_dataset(data_dir);
   for (float p : ps) {
     cfg.spurious.p = p;
     validate(cfg, data);
   }
+  if (job) {
+    if (mode.shard) throw std::invalid_argument("--seed-range does not apply to an MPI job: mpirun splits --seeds");
+    if (!out.models.empty() || !out.features.empty())
+      throw std::invalid_argument("--save-models and --save-features are not available in an MPI job yet: run "
+                                  "--seed-range shards instead (docs/scaling.md)");
+    if (job->size() > cfg.seeds)
+      throw std::invalid_argument(strprintf("%d MPI ranks for %d seeds: give every rank at least one seed",
+                                            job->size(), cfg.seeds));
+    std::tie(cfg.seed_begin, cfg.seed_end) = mpi_share(0, cfg.seeds, job->rank(), job->size());
+    if (backend_name != "cpu" && !mode.device_given && cuda_device_count() > 0)
+      backend_options.device = job->local_rank() % cuda_device_count();
+    if (backend_options.threads == 0)  // the node's cores shared by its ranks, not all of them each
+      backend_options.threads = std::max(1, int(std::thread::hardware_concurrency()) / job->local_size());
+  }
   check_resources(cfg, data, out, ps.size());
   // Every output is checked before training: files can be created, folders are new (or empty) and staged.
-  for (const std::string& f : {out.json, out.csv, out.records})
-    if (!f.empty()) check_writable(f);
+  if (root)
+    for (const std::string& f : {out.json, out.csv, out.records})
+      if (!f.empty()) check_writable(f);
   const RecordFormat record_format = out.records.empty() ? RecordFormat::csv : record_format_of(out.records);
   std::unique_ptr<StagedDir> models, features;
   if (!out.models.empty()) models = std::make_unique<StagedDir>(out.models, true);
@@ -151,35 +185,80 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
     sinks.features = [&](const std::string& method, const std::vector<FeatureSetOut>& sets) {
       write_features_file(features->path(features_file_name(method, cfg.spurious.p)), cfg, data, method, sets);
     };
+  // Progress: an MPI job's rank 0 prints the whole job's (every rank's numbers summed at each evaluation).
+  ProgressFn progress = quiet ? ProgressFn{} : ProgressFn{print_progress};
+  if (job && !quiet)
+    progress = [&](const std::string& method, int step, int steps, double clean, double loss, double rate) {
+      const double S = cfg.local_seeds();
+      const std::vector<double> sum = job->sum_at_root({clean * S, loss * S, rate, S});
+      if (root) print_progress(method, step, steps, sum[0] / sum[3], sum[1] / sum[3], sum[2]);
+    };
+  const NoteFn note = quiet || !root ? NoteFn{} : NoteFn{print_note};
+  if (const char* r = std::getenv("SB_TEST_FAIL_RANK"); job && r && std::atoi(r) == job->rank())
+    throw std::runtime_error("failure injected by SB_TEST_FAIL_RANK (a test of rank failures)");
 
   std::vector<nlohmann::json> parts;
   std::string csv, records;
   for (size_t i = 0; i < ps.size(); ++i) {
     cfg.spurious.p = ps[i];
-    if (!quiet)
+    if (!quiet && root) {
+      const std::string who = job ? strprintf("%d seeds over %d MPI ranks", cfg.seeds, job->size())
+                              : mode.shard ? strprintf("seeds %d..%d of %d", cfg.seed_begin, cfg.last_seed() - 1, cfg.seeds)
+                                           : strprintf("%d seeds", cfg.seeds);
       std::fprintf(stderr, "bench_spurious: %s x %d steps, methods %s, p %.3g%s, C %d, backend %s (%s, %d threads)\n",
-                   shard ? strprintf("seeds %d..%d of %d", cfg.seed_begin, cfg.last_seed() - 1, cfg.seeds).c_str()
-                         : strprintf("%d seeds", cfg.seeds).c_str(),
-                   cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p,
+                   who.c_str(), cfg.steps, CLI::detail::join(cfg.methods, ",").c_str(), cfg.spurious.p,
                    ps.size() > 1 ? (" (" + std::to_string(i + 1) + " of " + std::to_string(ps.size()) + ")").c_str() : "",
                    cfg.channels, backend->name().c_str(), backend->device().c_str(), backend->threads());
-    StudyResult result = run_study(cfg, data, *backend, quiet ? ProgressFn{} : ProgressFn{print_progress},
-                                   quiet ? NoteFn{} : NoteFn{print_note}, sinks);
+    }
+    StudyResult result = run_study(cfg, data, *backend, progress, note, sinks);
+    if (job || mode.shard) {
+      parts.push_back(shard_part(cfg, data, env, result));
+    } else {
+      parts.push_back(results_json(cfg, data, env, result));
+    }
+    if (job) continue;  // rank 0 prints and writes the merged study below
     if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
-    std::cout << summary_table(result);
-    std::fputs(cross_seed_table(result).c_str(), stdout);
-    std::fputs(timing_table(result, ConvBaseShape{cfg.channels, data.length, data.classes}, cfg.batch).c_str(), stdout);
-    std::fflush(stdout);
-    parts.push_back(shard ? shard_part(cfg, data, env, result) : results_json(cfg, data, env, result));
+    print_tables(cfg, data, result);
     csv += results_csv(result, ps[i], i == 0);
     if (!out.records.empty()) records += records_text(ps[i], cfg.steps, result, record_format, i == 0);
   }
-  if (!out.json.empty()) write_file_atomic(out.json, study_document(std::move(parts)).dump(1) + "\n");
+  nlohmann::json doc = study_document(std::move(parts));
+  if (job) {
+    std::optional<MergedStudy> merged = job->gather_and_merge(doc);
+    if (!merged) return 0;  // not rank 0
+    for (size_t i = 0; i < merged->parts.size(); ++i) {
+      if (ps.size() > 1) std::printf("== p = %g\n", ps[i]);
+      print_tables(cfg, data, merged->parts[i]);
+      csv += results_csv(merged->parts[i], ps[i], i == 0);
+      if (!out.records.empty()) records += records_text(ps[i], cfg.steps, merged->parts[i], record_format, i == 0);
+    }
+    doc = std::move(merged->doc);
+  }
+  if (!out.json.empty()) write_file_atomic(out.json, doc.dump(1) + "\n");
   if (!out.csv.empty()) write_file_atomic(out.csv, csv);
   if (!out.records.empty()) write_file_atomic(out.records, records);
   if (models) models->commit();
   if (features) features->commit();
   return 0;
+}
+
+// The main job; started by mpirun, one rank of an MPI job. A rank's failure stops every rank: an error every rank
+// meets alike (a setting that cannot run) is reported once, by rank 0; one of this rank's alone, by this rank, which
+// then aborts the job so that no rank waits for it.
+int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
+             const BackendOptions& backend_options, const std::string& data_dir, const Outputs& out, bool quiet,
+             RunMode mode) {
+  if (!mpi_launched()) return run_study_job(cfg, ps, backend_name, backend_options, data_dir, out, quiet, mode);
+  MpiJob job;
+  mode.job = &job;
+  try {
+    return run_study_job(cfg, ps, backend_name, backend_options, data_dir, out, quiet, mode);
+  } catch (const std::invalid_argument& e) {
+    if (job.rank() == 0) std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    job.abort(e.what(), 1);
+  }
 }
 
 // Writes every array into a staging folder, then moves them into place, so a failure leaves no partial set.
@@ -230,6 +309,10 @@ int run_cli(int argc, char** argv) {
   app.add_option("--eval-every", cfg.eval_every, "Evaluate (and record curves) every N steps")->capture_default_str();
   app.add_flag("--fixed-order", cfg.fixed_order, "Use the reference's fixed batch order instead of reshuffling");
   app.add_option("--threads", backend_options.threads, "CPU threads (0 = all)")->capture_default_str();
+  CLI::Option* device_opt =
+      app.add_option("--device", backend_options.device,
+                     "cuda, cudnn: the GPU to run on (default 0; in an MPI job each rank takes its node-local rank "
+                     "modulo the GPU count)");
   app.add_option("--backend", backend, "Backend: cpu, cuda (our kernels), cudnn (the cuDNN/cuBLAS baseline)")
       ->capture_default_str();
   CLI::Option* streams_opt =
@@ -301,7 +384,7 @@ int run_cli(int argc, char** argv) {
     std::cout << app.help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "bench_spurious: error: %s (see --help)\n", e.what());
+    if (mpi_launch_rank() == 0) std::fprintf(stderr, "bench_spurious: error: %s (see --help)\n", e.what());
     return 2;
   }
 
@@ -323,6 +406,8 @@ int run_cli(int argc, char** argv) {
     const std::vector<float> ps = parse_list<float>("--p", p_list);
     if (backend_options.threads < 0) throw std::invalid_argument("--threads must be 0 (all) or a positive integer");
     if (backend_options.streams < 1) throw std::invalid_argument("--streams must be a positive integer");
+    if (backend_options.device < 0) throw std::invalid_argument("--device must be 0 or a positive integer");
+    if (device_opt->count() > 0 && backend == "cpu") throw std::invalid_argument("--device applies to --backend cuda and cudnn");
     for (const CLI::Option* o : {streams_opt, per_seed_opt, no_graphs_opt})
       if (o->count() > 0 && backend != "cuda")
         throw std::invalid_argument(o->get_name() + " applies to --backend cuda only");
@@ -330,12 +415,13 @@ int run_cli(int argc, char** argv) {
       throw std::invalid_argument("--cudnn-conv applies to --backend cudnn only");
     backend_options.graphs = !no_graphs;
     if (!seed_range.empty()) std::tie(cfg.seed_begin, cfg.seed_end) = parse_seed_range(seed_range);
-    return run_main(cfg, ps, backend, backend_options, data_dir, outputs, quiet, !seed_range.empty());
+    return run_main(cfg, ps, backend, backend_options, data_dir, outputs, quiet,
+                    RunMode{!seed_range.empty(), device_opt->count() > 0});
   } catch (const std::invalid_argument& e) {  // the command line asks for something that cannot run
-    std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
+    if (mpi_launch_rank() == 0) std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {  // it could not be done: data, files, devices
-    std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
+    if (mpi_launch_rank() == 0) std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
     return 1;
   }
 }

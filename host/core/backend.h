@@ -81,6 +81,7 @@ class Backend {
 // How a backend is built. A backend ignores the fields that are not its own (cpu reads threads only).
 struct BackendOptions {
   int threads = 0;  // host threads, 0 = all cores
+  int device = 0;   // cuda, cudnn: the CUDA device (cudaSetDevice) the backend runs on
   // cuda: seeds are split into this many contiguous groups, each advanced by its own CUDA stream (at most S).
   int streams = 1;
   // cuda: one group, and stream, per seed: no batching across seeds (what batching buys, for the benchmark).

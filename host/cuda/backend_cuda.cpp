@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <stdexcept>
+#include <string>
 
 namespace sb {
 
@@ -17,8 +18,15 @@ int cuda_devices() {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const std::string& name, const BackendOptions& options) {
-  if (cuda_devices() == 0)
+  const int devices = cuda_devices();
+  if (devices == 0)
     throw std::runtime_error("backend '" + name + "' needs a CUDA device, and none is usable on this machine");
+  if (options.device < 0 || options.device >= devices)
+    throw std::runtime_error("CUDA device " + std::to_string(options.device) + " does not exist: this machine has " +
+                             std::to_string(devices) + " (0.." + std::to_string(devices - 1) + ")");
+  if (cudaSetDevice(options.device) != cudaSuccess)
+    throw std::runtime_error("cannot use CUDA device " + std::to_string(options.device) + ": " +
+                             cudaGetErrorString(cudaGetLastError()));
   if (name == "cuda") {
     CudaBackendOptions o;
     o.streams = options.streams;

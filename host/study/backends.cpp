@@ -14,6 +14,7 @@ namespace sb {
 std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options) {
   if (options.threads < 0) throw std::invalid_argument("threads must be 0 (all) or positive");
   if (options.streams < 1) throw std::invalid_argument("streams must be positive");
+  if (options.device < 0) throw std::invalid_argument("device must be 0 or positive");
   if (options.cudnn_conv != "grouped" && options.cudnn_conv != "per-seed")
     throw std::invalid_argument("cuDNN convolution mode '" + options.cudnn_conv + "' (known: grouped, per-seed)");
   if (name == "cpu") return make_cpu_backend(options.threads);
