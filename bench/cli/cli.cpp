@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -32,6 +33,7 @@
 #include "report/seed_dataset.h"
 #include "report/staged_dir.h"
 #include "scale/mpi_job.h"
+#include "scale/run_dir.h"
 #include "scale/shard.h"
 #include "study/backends.h"
 #include "study/methods/methods.h"
@@ -138,7 +140,33 @@ struct RunMode {
   bool shard = false;
   bool device_given = false;  // --device on the command line (else an MPI rank takes its local rank's GPU)
   MpiJob* job = nullptr;
+  std::string run_dir;        // --run-dir or --resume: checkpoints and the journal of finished methods
+  bool resume = false;
+  int checkpoint_every = 0;
+  std::vector<std::string> command;  // this process's arguments, saved in a new run folder
 };
+
+// An argument as the shell reads it back.
+std::string shell_quoted(const std::string& a) {
+  if (!a.empty() && a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/=@%+") ==
+                        std::string::npos)
+    return a;
+  std::string q = "'";
+  for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The command that continues a run: the one that started it, with --resume in place of --run-dir.
+std::string resume_command(const std::vector<std::string>& command, int mpi_ranks) {
+  std::string out = mpi_ranks > 0 ? "mpirun -np " + std::to_string(mpi_ranks) + " " : "";
+  for (size_t i = 0; i < command.size(); ++i) {
+    std::string a = command[i];
+    if (a == "--run-dir") a = "--resume";
+    if (a.rfind("--run-dir=", 0) == 0) a = "--resume=" + a.substr(10);
+    out += (i ? " " : "") + shell_quoted(a);
+  }
+  return out;
+}
 
 int run_study_job(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
                   BackendOptions backend_options, const std::string& data_dir, const Outputs& out, bool quiet,
@@ -165,6 +193,28 @@ int run_study_job(StudyConfig& cfg, const std::vector<float>& ps, const std::str
       backend_options.threads = std::max(1, int(std::thread::hardware_concurrency()) / job->local_size());
   }
   check_resources(cfg, data, out, ps.size());
+  // The run folder: its configuration is everything that decides the numbers (a resume must match it).
+  std::unique_ptr<RunDir> run_dir;
+  if (!mode.run_dir.empty()) {
+    nlohmann::json run_config = config_json(cfg, data);
+    run_config["spurious"]["p"] = ps;
+    run_config["seed_range"] = {cfg.seed_begin, cfg.last_seed()};
+    run_config["backend"] = backend_name == "cudnn" ? "cudnn " + backend_options.cudnn_conv : backend_name;
+    run_config["mpi_ranks"] = job ? job->size() : 0;
+    std::string dir = mode.run_dir;
+    if (job) {  // every rank its own folder inside
+      std::error_code ec;
+      if (!mode.resume) fs::create_directory(dir, ec);
+      dir += "/rank-" + std::to_string(job->rank());
+    }
+    run_dir = std::make_unique<RunDir>(dir, mode.resume, run_config, mode.command, mode.checkpoint_every);
+    if (job)
+      run_dir->set_agreement([job](int v) { return job->min_over_ranks(v); },
+                             [job](int v) { return job->max_over_ranks(v); });
+    if (mode.resume && root && !quiet)
+      std::fprintf(stderr, "bench_spurious: resuming %s (%d saved units)\n", mode.run_dir.c_str(), run_dir->units());
+    install_stop_signals();
+  }
   // Every output is checked before training: files can be created, folders are new (or empty) and staged.
   if (root)
     for (const std::string& f : {out.json, out.csv, out.records})
@@ -210,7 +260,17 @@ int run_study_job(StudyConfig& cfg, const std::vector<float>& ps, const std::str
                    ps.size() > 1 ? (" (" + std::to_string(i + 1) + " of " + std::to_string(ps.size()) + ")").c_str() : "",
                    cfg.channels, backend->name().c_str(), backend->device().c_str(), backend->threads());
     }
-    StudyResult result = run_study(cfg, data, *backend, progress, note, sinks);
+    if (run_dir) run_dir->set_prefix(strprintf("p%.7g/", ps[i]));
+    StudyResult result;
+    try {
+      result = run_study(cfg, data, *backend, progress, note, sinks, run_dir.get());
+    } catch (const StudyStopped& stopped) {
+      if (root)
+        std::fprintf(stderr, "bench_spurious: %s received, %s and saved in %s; resume with:\n  %s\n",
+                     stop_signal() == SIGINT ? "SIGINT" : "SIGTERM", stopped.what(), mode.run_dir.c_str(),
+                     resume_command(run_dir->command(), job ? job->size() : 0).c_str());
+      return 128 + stop_signal();
+    }
     if (job || mode.shard) {
       parts.push_back(shard_part(cfg, data, env, result));
     } else {
@@ -289,7 +349,8 @@ int run_cli(int argc, char** argv) {
   bool no_graphs = false;
   bool quiet = false;
   app.add_option("--seeds", cfg.seeds, "Number of seeds trained in parallel")->capture_default_str();
-  std::string seed_range;
+  std::string seed_range, run_dir, resume_dir;
+  int checkpoint_every = 500;
   app.add_option("--seed-range", seed_range,
                  "A:B trains only the global seed indices A <= i < B of the --seeds study and writes a shard; "
                  "`bench_spurious merge` makes the full results from the shards (docs/scaling.md)");
@@ -345,6 +406,16 @@ int run_cli(int argc, char** argv) {
                  "Save erm's and erm-base's penultimate features on the training and test sets, with labels and the "
                  "planted mask, into this new folder (about 3.5 MB per seed and model at C 25)");
   app.add_flag("-q,--quiet", quiet, "No progress on stderr");
+  CLI::Option* run_dir_opt = app.add_option(
+      "--run-dir", run_dir,
+      "Keep checkpoints and finished methods in this new folder, so that a killed or preempted run can go on with "
+      "--resume (default: none, nothing is saved; docs/scaling.md)");
+  app.add_option("--resume", resume_dir,
+                 "Continue the run in this folder where it stopped (the same command, with --resume in place of "
+                 "--run-dir): per-seed results equal an uninterrupted run's")
+      ->excludes(run_dir_opt);
+  app.add_option("--checkpoint-every", checkpoint_every, "With --run-dir: steps between training checkpoints")
+      ->capture_default_str();
   app.add_option("--dfr-fraction", cfg.dfr_fraction, "DFR: share of D_base the head is refit on")->capture_default_str();
   app.add_option("--dfr-subsamples", cfg.dfr.subsamples, "DFR: class-balanced subsamples whose heads are averaged")
       ->capture_default_str();
@@ -415,8 +486,17 @@ int run_cli(int argc, char** argv) {
       throw std::invalid_argument("--cudnn-conv applies to --backend cudnn only");
     backend_options.graphs = !no_graphs;
     if (!seed_range.empty()) std::tie(cfg.seed_begin, cfg.seed_end) = parse_seed_range(seed_range);
-    return run_main(cfg, ps, backend, backend_options, data_dir, outputs, quiet,
-                    RunMode{!seed_range.empty(), device_opt->count() > 0});
+    RunMode mode;
+    mode.shard = !seed_range.empty();
+    mode.device_given = device_opt->count() > 0;
+    mode.run_dir = resume_dir.empty() ? run_dir : resume_dir;
+    mode.resume = !resume_dir.empty();
+    mode.checkpoint_every = checkpoint_every;
+    if (checkpoint_every < 1) throw std::invalid_argument("--checkpoint-every must be a positive integer");
+    mode.command.assign(argv, argv + argc);
+    mode.command[0] = "bench_spurious";
+    if (argv[0] && std::strchr(argv[0], '/')) mode.command[0] = argv[0];
+    return run_main(cfg, ps, backend, backend_options, data_dir, outputs, quiet, mode);
   } catch (const std::invalid_argument& e) {  // the command line asks for something that cannot run
     if (mpi_launch_rank() == 0) std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
     return 2;

@@ -33,6 +33,10 @@ class Backend {
   // sets and the training set stay where they are (on the device for a device backend).
   virtual void load_params(const float* params) = 0;
   virtual void get_params(float* params) const = 0;  // (S, P)
+  // The optimizer's state, for checkpoints: Adam's moments m and v, (S, P) each as the parameters, and its step count.
+  // set_adam_state after load_params (which zeroes it) makes training go on exactly as if it had not stopped.
+  virtual void get_adam_state(float* m, float* v, int* step) const = 0;
+  virtual void set_adam_state(const float* m, const float* v, int step) = 0;
 
   // ---- Kept sets: inputs and labels the backend holds (a device backend on the device) until the next reset(), so
   // that training, scoring, features and saliency on them move no inputs. Ids count up from 0 after each reset.

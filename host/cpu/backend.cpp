@@ -84,6 +84,21 @@ class CpuBackend final : public Backend {
     std::copy(params_.begin(), params_.end(), params);
   }
 
+  void get_adam_state(float* m, float* v, int* step) const override {
+    require_reset();
+    std::copy(m_.begin(), m_.end(), m);
+    std::copy(v_.begin(), v_.end(), v);
+    *step = step_;
+  }
+
+  void set_adam_state(const float* m, const float* v, int step) override {
+    require_reset();
+    if (!m || !v || step < 0) throw std::invalid_argument("cpu backend: bad Adam state");
+    m_.assign(m, m + m_.size());
+    v_.assign(v, v + v_.size());
+    step_ = step;
+  }
+
   int add_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
     require_reset();
     check_set("cpu backend", x, labels, N, shape_.classes);

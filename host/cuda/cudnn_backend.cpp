@@ -188,6 +188,14 @@ class CudnnBackend final : public gpu::DeviceBackend {
     to_seed_major(tensor_major.data(), params);
   }
 
+  // Adam's moments are kept tensor-major like the parameters.
+  void moments_to_host(const DeviceArray<float>& d, float* host) const override { to_seed_major(d.download().data(), host); }
+  void moments_from_host(const float* host, DeviceArray<float>& d) override {
+    std::vector<float> tensor_major(size_t(S_) * P_);
+    to_tensor_major(host, tensor_major.data());
+    gpu::copy_to_device(d.data(), tensor_major.data(), tensor_major.size() * sizeof(float));
+  }
+
   void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
     require_reset();
     check_train_step("cudnn backend", batch_index, S_, B, train_rows());

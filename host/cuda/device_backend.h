@@ -42,6 +42,23 @@ class DeviceBackend : public Backend {
     upload_params(params);
   }
 
+  void get_adam_state(float* m, float* v, int* step) const override {
+    require_reset();
+    SB_CUDA_CHECK(cudaDeviceSynchronize());
+    moments_to_host(m_, m);
+    moments_to_host(v_, v);
+    *step = step_;
+  }
+
+  void set_adam_state(const float* m, const float* v, int step) override {
+    require_reset();
+    if (!m || !v || step < 0) throw std::invalid_argument(who_ + ": bad Adam state");
+    SB_CUDA_CHECK(cudaDeviceSynchronize());  // no step still reads the moments
+    moments_from_host(m, m_);
+    moments_from_host(v, v_);
+    step_ = step;
+  }
+
   int add_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
     require_reset();
     check_set(who_, x, labels, N, shape_.classes);
@@ -153,6 +170,15 @@ class DeviceBackend : public Backend {
   // Params (S, P) in the backend's layout into params_ (allocated on first use, then the same buffer, so captured
   // graphs stay valid); the caller has waited for the device.
   virtual void upload_params(const float* params) = 0;
+
+  // An Adam moment between the interface's (S, P) on the host and the backend's layout on the device (the same unless
+  // a backend overrides these); the device is idle.
+  virtual void moments_to_host(const DeviceArray<float>& d, float* host) const {
+    gpu::copy_to_host(host, d.data(), size_t(S_) * P_ * sizeof(float));
+  }
+  virtual void moments_from_host(const float* host, DeviceArray<float>& d) {
+    gpu::copy_to_device(d.data(), host, size_t(S_) * P_ * sizeof(float));
+  }
 
   // The training set of train_on, and its rows (0 before there is one).
   const DeviceSet& train_set() const { return sets_[size_t(train_)]; }

@@ -132,6 +132,50 @@ json config_json(const StudyConfig& cfg, const Dataset& data) {
   };
 }
 
+json curves_json(const std::vector<CurvePoint>& points) {
+  json steps = json::array();
+  json curves;
+  for (const auto& set : study_sets())
+    for (const char* m : kMetrics) curves[set][m] = json::array();
+  for (const auto& set : study_sets()) curves[set]["per_group_accuracy"] = json::array();
+  for (const CurvePoint& c : points) {
+    steps.push_back(c.step);
+    for (const auto& set : study_sets())
+      for (const char* m : kMetrics) curves[set][m].push_back(finite_or_null(metric_of(c.sets.at(set), m)));
+    for (const auto& set : study_sets()) curves[set]["per_group_accuracy"].push_back(vec_json(c.sets.at(set).per_group_accuracy));
+  }
+  curves["step"] = steps;
+  return curves;
+}
+
+json run_record_json(const RunRecord& r) {
+  json rec = {{"seed_index", r.seed_index}, {"method", r.method}};
+  for (const auto& set : study_sets()) rec["metrics"][set] = set_metrics_json(r.metrics.at(set));
+  rec["curves"] = curves_json(r.curves);
+  if (!r.shortcut_reliance.empty()) rec["shortcut_reliance"] = r.shortcut_reliance;
+  if (r.has_dfr) rec["dfr"] = {{"l1", setting(r.dfr_l1)}, {"tune_worst_group", vec_json(r.dfr_tune_worst_group)}};
+  if (r.has_afr)
+    rec["afr"] = {{"gamma", setting(r.afr_gamma)},   {"lambda", setting(r.afr_lambda)},         {"epoch", r.afr_epoch},
+                  {"ess", r.afr_ess},       {"class_mass", vec_json(r.afr_class_mass)},
+                  {"stage1_steps", r.afr_stage1_steps}};
+  return rec;
+}
+
+json timing_json(const MethodTiming& t) {
+  json stages = json::array();
+  for (const StageTiming& st : t.stages) {
+    json e = {{"stage", st.name}, {"s", st.s}, {"shared", st.shared}};
+    if (st.epochs > 0) e["epochs"] = st.epochs, e["epoch_s"] = st.s / st.epochs;
+    stages.push_back(e);
+  }
+  return {{"wall_s", t.wall_s},
+          {"train_s", t.train_s},
+          {"eval_s", t.eval_s},
+          {"seed_steps_per_s", t.seed_steps_per_s},
+          {"epoch_s", t.epoch_s},
+          {"stages", stages}};
+}
+
 json environment_json(const RunEnvironment& env) {
   return {{"backend", env.backend},
           {"device", env.device},
@@ -166,30 +210,7 @@ json results_json(const json& config, const json& environment, const StudyResult
   j["environment"] = environment;
 
   json runs = json::array();
-  for (const RunRecord& r : result.runs) {
-    json rec = {{"seed_index", r.seed_index}, {"method", r.method}};
-    for (const auto& set : study_sets()) rec["metrics"][set] = set_metrics_json(r.metrics.at(set));
-    json steps = json::array();
-    json curves;
-    for (const auto& set : study_sets())
-      for (const char* m : kMetrics) curves[set][m] = json::array();
-    for (const auto& set : study_sets()) curves[set]["per_group_accuracy"] = json::array();
-    for (const CurvePoint& c : r.curves) {
-      steps.push_back(c.step);
-      for (const auto& set : study_sets())
-        for (const char* m : kMetrics) curves[set][m].push_back(finite_or_null(metric_of(c.sets.at(set), m)));
-      for (const auto& set : study_sets()) curves[set]["per_group_accuracy"].push_back(vec_json(c.sets.at(set).per_group_accuracy));
-    }
-    curves["step"] = steps;
-    rec["curves"] = curves;
-    if (!r.shortcut_reliance.empty()) rec["shortcut_reliance"] = r.shortcut_reliance;
-    if (r.has_dfr) rec["dfr"] = {{"l1", setting(r.dfr_l1)}, {"tune_worst_group", vec_json(r.dfr_tune_worst_group)}};
-    if (r.has_afr)
-      rec["afr"] = {{"gamma", setting(r.afr_gamma)},   {"lambda", setting(r.afr_lambda)},         {"epoch", r.afr_epoch},
-                    {"ess", r.afr_ess},       {"class_mass", vec_json(r.afr_class_mass)},
-                    {"stage1_steps", r.afr_stage1_steps}};
-    runs.push_back(rec);
-  }
+  for (const RunRecord& r : result.runs) runs.push_back(run_record_json(r));
   j["runs"] = runs;
 
   json summary, timing, cross;
@@ -200,18 +221,7 @@ json results_json(const json& config, const json& environment, const StudyResult
       if (!rel.empty()) summary[method][set]["shortcut_reliance"] = stats_json(seed_stats(rel));
     }
     const MethodTiming& t = result.timing.at(method);
-    json stages = json::array();
-    for (const StageTiming& st : t.stages) {
-      json e = {{"stage", st.name}, {"s", st.s}, {"shared", st.shared}};
-      if (st.epochs > 0) e["epochs"] = st.epochs, e["epoch_s"] = st.s / st.epochs;
-      stages.push_back(e);
-    }
-    timing[method] = {{"wall_s", t.wall_s},
-                      {"train_s", t.train_s},
-                      {"eval_s", t.eval_s},
-                      {"seed_steps_per_s", t.seed_steps_per_s},
-                      {"epoch_s", t.epoch_s},
-                      {"stages", stages}};
+    timing[method] = timing_json(t);
     if (t.seed_steps_per_s > 0) {
       const double flops = shape.train_step_flops() * batch, bytes = shape.train_step_bytes(batch);
       timing[method]["flops_per_seed_step"] = flops;
@@ -290,12 +300,8 @@ SetMetrics set_metrics_from(const json& j) {
   return m;
 }
 
-RunRecord run_from(const json& rec) {
-  RunRecord r;
-  r.seed_index = rec.at("seed_index");
-  r.method = rec.at("method");
-  for (const auto& set : study_sets()) r.metrics[set] = set_metrics_from(rec.at("metrics").at(set));
-  const json& curves = rec.at("curves");
+std::vector<CurvePoint> curves_from(const json& curves) {
+  std::vector<CurvePoint> out;
   const json& steps = curves.at("step");
   for (size_t i = 0; i < steps.size(); ++i) {
     CurvePoint c;
@@ -308,8 +314,17 @@ RunRecord run_from(const json& rec) {
       m.loss = number_or_nan(cs.at("loss").at(i));
       m.per_group_accuracy = numbers_of(cs.at("per_group_accuracy").at(i));
     }
-    r.curves.push_back(std::move(c));
+    out.push_back(std::move(c));
   }
+  return out;
+}
+
+RunRecord run_record_from(const json& rec) {
+  RunRecord r;
+  r.seed_index = rec.at("seed_index");
+  r.method = rec.at("method");
+  for (const auto& set : study_sets()) r.metrics[set] = set_metrics_from(rec.at("metrics").at(set));
+  r.curves = curves_from(rec.at("curves"));
   if (rec.contains("shortcut_reliance")) r.shortcut_reliance = rec["shortcut_reliance"].get<std::map<std::string, double>>();
   if (rec.contains("dfr")) {
     r.has_dfr = true;
@@ -340,7 +355,7 @@ StudyResult study_result_from_json(const json& part) {
   try {
     StudyResult r;
     for (const json& rec : part.at("runs")) {
-      r.runs.push_back(run_from(rec));
+      r.runs.push_back(run_record_from(rec));
       const std::string& method = r.runs.back().method;
       if (std::find(r.methods.begin(), r.methods.end(), method) == r.methods.end()) r.methods.push_back(method);
     }
@@ -348,6 +363,30 @@ StudyResult study_result_from_json(const json& part) {
     return r;
   } catch (const json::exception& e) {
     throw std::runtime_error(std::string("not a results file of this version: ") + e.what());
+  }
+}
+
+RunRecord run_record_from_json(const json& rec) {
+  try {
+    return run_record_from(rec);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("not a run record of this version: ") + e.what());
+  }
+}
+
+std::vector<CurvePoint> curves_from_json(const json& j) {
+  try {
+    return curves_from(j);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("not curves of this version: ") + e.what());
+  }
+}
+
+MethodTiming timing_from_json(const json& t) {
+  try {
+    return timing_from(t);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("not a timing record of this version: ") + e.what());
   }
 }
 

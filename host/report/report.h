@@ -26,6 +26,15 @@ nlohmann::json results_json(const StudyConfig& cfg, const Dataset& data, const R
 nlohmann::json results_json(const nlohmann::json& config, const nlohmann::json& environment, const StudyResult& result);
 nlohmann::json environment_json(const RunEnvironment& env);
 
+// One run's record (results_json's "runs" entries) and one method's timing ("timing" entries, without the FLOP
+// figures), and their inverses (std::runtime_error naming the first missing or mistyped field).
+nlohmann::json run_record_json(const RunRecord& r);
+RunRecord run_record_from_json(const nlohmann::json& j);
+nlohmann::json timing_json(const MethodTiming& t);
+nlohmann::json curves_json(const std::vector<CurvePoint>& points);  // a record's "curves"
+std::vector<CurvePoint> curves_from_json(const nlohmann::json& j);
+MethodTiming timing_from_json(const nlohmann::json& j);
+
 // The document of a study over one p (that p's results_json) or a sweep over several: one configuration with
 // spurious.p_sweep and a "sweep" entry per p. Each part's extra top-level blocks (a shard's "shard") go along.
 nlohmann::json study_document(std::vector<nlohmann::json> parts);

@@ -1,6 +1,7 @@
 #include "report/safetensors.h"
 
 #include <nlohmann/json.hpp>
+#include <cstring>
 #include <stdexcept>
 
 #include "report/report.h"
@@ -52,6 +53,52 @@ void SafetensorsWriter::write(const std::string& path) const {
   std::vector<FilePart> parts = {{head.data(), head.size()}};
   for (const Tensor& t : tensors_) parts.push_back({t.data, t.bytes});
   write_file_atomic(path, parts);
+}
+
+SafetensorsFile parse_safetensors(std::string bytes, const std::string& what) {
+  auto bad = [&](const std::string& why) { return std::runtime_error(what + " is damaged: " + why); };
+  if (bytes.size() < 8) throw bad("shorter than a safetensors header");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(bytes[i])) << (8 * i);
+  if (n > bytes.size() - 8) throw bad("the header claims more bytes than the file has");
+  SafetensorsFile f;
+  try {
+    const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, n));
+    const size_t data_size = bytes.size() - 8 - n;
+    for (const auto& [name, t] : h.items()) {
+      if (name == "__metadata__") {
+        f.metadata = t.get<std::map<std::string, std::string>>();
+        continue;
+      }
+      SafetensorsFile::Tensor tensor;
+      tensor.dtype = t.at("dtype");
+      tensor.shape = t.at("shape").get<std::vector<int64_t>>();
+      tensor.begin = t.at("data_offsets").at(0), tensor.end = t.at("data_offsets").at(1);
+      const size_t elem = tensor.dtype == "F32" || tensor.dtype == "I32" ? 4 : tensor.dtype == "U8" ? 1 : 0;
+      if (!elem) throw bad("tensor '" + name + "' has dtype " + tensor.dtype);
+      size_t count = 1;
+      for (int64_t d : tensor.shape) {
+        if (d < 0) throw bad("tensor '" + name + "' has a negative dimension");
+        count *= size_t(d);
+      }
+      if (tensor.begin > tensor.end || tensor.end > data_size || tensor.end - tensor.begin != count * elem)
+        throw bad("tensor '" + name + "' does not fit its byte range or the file");
+      f.tensors[name] = tensor;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw bad(std::string("header: ") + e.what());
+  }
+  f.data = bytes.substr(8 + n);
+  return f;
+}
+
+std::vector<float> SafetensorsFile::f32(const std::string& name, size_t count) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end() || it->second.dtype != "F32" || it->second.end - it->second.begin != count * sizeof(float))
+    throw std::runtime_error("safetensors: no F32 tensor '" + name + "' of " + std::to_string(count) + " values");
+  std::vector<float> v(count);
+  std::memcpy(v.data(), data.data() + it->second.begin, count * sizeof(float));
+  return v;
 }
 
 }  // namespace sb

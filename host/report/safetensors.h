@@ -36,4 +36,21 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
+// A safetensors file read back (our checkpoints, host/scale/run_dir.h): every header field checked against the bytes
+// there are, so a truncated file or a lying header is std::runtime_error naming `what`, never data read out of range.
+struct SafetensorsFile {
+  struct Tensor {
+    std::string dtype;
+    std::vector<int64_t> shape;
+    size_t begin = 0, end = 0;  // byte range in data
+  };
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, Tensor> tensors;
+  std::string data;  // the bytes after the header
+
+  // The F32 tensor `name` with `count` elements, or std::runtime_error.
+  std::vector<float> f32(const std::string& name, size_t count) const;
+};
+SafetensorsFile parse_safetensors(std::string bytes, const std::string& what);
+
 }  // namespace sb

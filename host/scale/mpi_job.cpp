@@ -63,6 +63,18 @@ std::vector<double> MpiJob::sum_at_root(const std::vector<double>& v) const {
   return sum;
 }
 
+int MpiJob::min_over_ranks(int v) const {
+  int out = v;
+  MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return out;
+}
+
+int MpiJob::max_over_ranks(int v) const {
+  int out = v;
+  MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return out;
+}
+
 std::optional<MergedStudy> MpiJob::gather_and_merge(const nlohmann::json& shard_doc) const {
   const std::string text = shard_doc.dump();
   const int n = int(text.size());
@@ -98,6 +110,8 @@ MpiJob::MpiJob() {
 }
 MpiJob::~MpiJob() = default;
 std::vector<double> MpiJob::sum_at_root(const std::vector<double>& v) const { return v; }
+int MpiJob::min_over_ranks(int v) const { return v; }
+int MpiJob::max_over_ranks(int v) const { return v; }
 std::optional<MergedStudy> MpiJob::gather_and_merge(const nlohmann::json&) const { return std::nullopt; }
 void MpiJob::abort(const std::string& message, int code) const {
   std::fprintf(stderr, "bench_spurious: error: %s\n", message.c_str());

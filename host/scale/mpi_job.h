@@ -43,6 +43,10 @@ class MpiJob {
   // Sums v over the ranks; the sum arrives at rank 0 (a collective: every rank calls it as often, in the same order).
   std::vector<double> sum_at_root(const std::vector<double>& v) const;
 
+  // The least and the greatest of v over the ranks, at every rank (collectives, as sum_at_root).
+  int min_over_ranks(int v) const;
+  int max_over_ranks(int v) const;
+
   // Every rank's shard document, gathered at rank 0 and merged there (merge_shards); the other ranks get nothing.
   std::optional<MergedStudy> gather_and_merge(const nlohmann::json& shard_doc) const;
 

@@ -40,6 +40,8 @@ std::vector<unsigned char> unbase64(const std::string& text, size_t n, const std
   return out;
 }
 
+}  // namespace
+
 json evidence_json(const MethodSeedEvidence& ev) {
   json j;
   for (const auto& [set, pred] : ev.predictions) j["predictions"][set] = base64(pred.data(), pred.size());
@@ -48,6 +50,31 @@ json evidence_json(const MethodSeedEvidence& ev) {
   if (!ev.afr_p_counts.empty()) j["afr_p_counts"] = ev.afr_p_counts;
   return j.is_null() ? json::object() : j;
 }
+
+MethodSeedEvidence evidence_from_json(const json& ev, int S, int n_test, int classes, int length,
+                                      const std::string& what) {
+  MethodSeedEvidence out;
+  try {
+    if (ev.contains("predictions"))
+      for (const auto& [set, text] : ev["predictions"].items()) {
+        const std::vector<unsigned char> b = unbase64(text, size_t(S) * n_test, what + set + " predictions");
+        out.predictions[set].assign(b.begin(), b.end());
+      }
+    if (ev.contains("saliency_sums"))
+      for (const auto& [set, text] : ev["saliency_sums"].items()) {
+        const size_t n = size_t(S) * classes * length;
+        const std::vector<unsigned char> b = unbase64(text, n * sizeof(double), what + set + " saliency");
+        out.saliency_sums[set].resize(n);
+        std::memcpy(out.saliency_sums[set].data(), b.data(), b.size());
+      }
+    if (ev.contains("afr_p_counts")) out.afr_p_counts = ev["afr_p_counts"].get<std::vector<double>>();
+  } catch (const json::exception& e) {
+    throw std::invalid_argument(what + "evidence is not of this version: " + e.what());
+  }
+  return out;
+}
+
+namespace {
 
 // One shard's part, read back: its runs and timing, its seeds' evidence and class counts.
 struct ShardPart {
@@ -67,24 +94,9 @@ ShardPart read_part(const std::string& file, const json& part) {
     const int classes = part.at("config").at("data").at("classes"), length = part.at("config").at("data").at("length"),
               n_test = part.at("config").at("data").at("n_test");
     sp.result.class_counts = shard.at("class_counts").get<std::map<std::string, std::vector<int>>>();
-    for (const std::string& method : sp.result.methods) {
-      const json& ev = shard.at("evidence").at(method);
-      MethodSeedEvidence& out = sp.result.evidence[method];
-      const std::string what = file + ": " + method + "'s ";
-      if (ev.contains("predictions"))
-        for (const auto& [set, text] : ev["predictions"].items()) {
-          const std::vector<unsigned char> b = unbase64(text, size_t(S) * n_test, what + set + " predictions");
-          out.predictions[set].assign(b.begin(), b.end());
-        }
-      if (ev.contains("saliency_sums"))
-        for (const auto& [set, text] : ev["saliency_sums"].items()) {
-          const size_t n = size_t(S) * classes * length;
-          const std::vector<unsigned char> b = unbase64(text, n * sizeof(double), what + set + " saliency");
-          out.saliency_sums[set].resize(n);
-          std::memcpy(out.saliency_sums[set].data(), b.data(), b.size());
-        }
-      if (ev.contains("afr_p_counts")) out.afr_p_counts = ev["afr_p_counts"].get<std::vector<double>>();
-    }
+    for (const std::string& method : sp.result.methods)
+      sp.result.evidence[method] =
+          evidence_from_json(shard.at("evidence").at(method), S, n_test, classes, length, file + ": " + method + "'s ");
   } catch (const json::exception& e) {
     throw std::invalid_argument(file + " is not a shard of this version: " + e.what());
   }
@@ -104,8 +116,9 @@ void flatten(const json& j, const std::string& path, std::map<std::string, std::
   }
 }
 
-// "steps 80 vs 60, dfr.subsamples 3 vs 2": the settings of a, then b's value.
-std::string config_difference(const json& a, const json& b) {
+}  // namespace
+
+std::string json_difference(const json& a, const json& b) {
   std::map<std::string, std::string> fa, fb;
   flatten(a, "", fa), flatten(b, "", fb);
   for (const auto& [k, v] : fb) fa.emplace(k, "(absent)");
@@ -117,6 +130,8 @@ std::string config_difference(const json& a, const json& b) {
   }
   return diff;
 }
+
+namespace {
 
 // The shards' timing as one study's: each time is the slowest shard's (shards run side by side), each rate the sum.
 MethodTiming combined_timing(const std::vector<const MethodTiming*>& ts) {
@@ -175,7 +190,7 @@ MergedStudy merge_shards(const std::vector<ShardFile>& shards) {
   for (const ShardFile& f : shards)
     if (f.doc.at("config") != config)
       throw std::invalid_argument(f.name + " is a shard of another study than " + shards[0].name + ": " +
-                                  config_difference(f.doc.at("config"), config) + " (" + f.name + "'s vs " +
+                                  json_difference(f.doc.at("config"), config) + " (" + f.name + "'s vs " +
                                   shards[0].name + "'s)");
   // Per p, every shard's part, in seed order.
   std::vector<std::vector<json>> parts_of;

@@ -24,6 +24,15 @@ nlohmann::json shard_part(const StudyConfig& cfg, const Dataset& data, const Run
 // The seed range [A, B) of "A:B" (what --seed-range takes); std::invalid_argument naming the flag otherwise.
 std::pair<int, int> parse_seed_range(const std::string& text, const std::string& flag = "--seed-range");
 
+// A method's evidence in a shard or run folder (base64, exact) and back; sizes are checked against S seeds of
+// n_test test samples and classes x length saliency maps (std::invalid_argument starting with `what` otherwise).
+nlohmann::json evidence_json(const MethodSeedEvidence& ev);
+MethodSeedEvidence evidence_from_json(const nlohmann::json& j, int S, int n_test, int classes, int length,
+                                      const std::string& what);
+
+// "steps 80 vs 60, dfr.subsamples 3 vs 2": every leaf of two JSON documents that differs, a's value first.
+std::string json_difference(const nlohmann::json& a, const nlohmann::json& b);
+
 struct ShardFile {
   std::string name;      // for messages: the file it was read from
   nlohmann::json doc;    // its study document

@@ -33,9 +33,30 @@ double Study::train_erm(const std::string& method, int train_set, const std::vec
     int steps, std::vector<float>& params, std::vector<RunRecord>& records, MethodTiming& tm) {
   params.resize(size_t(S) * P);
   for (int s = 0; s < S; ++s) convbase_init(shape, cfg.seed, seed_index(s), params.data() + size_t(s) * P);
-  backend.load_params(params.data());
   backend.train_on(train_set);
   double train_s = 0, eval_s = 0;
+  int first_step = 0;
+  TrainingCheckpoint ckpt;
+  if (store && store->load_training(method, ckpt)) {
+    say(method, "resuming at step " + std::to_string(ckpt.step));
+    params = ckpt.params;
+    backend.load_params(params.data());
+    backend.set_adam_state(ckpt.adam_m.data(), ckpt.adam_v.data(), ckpt.adam_step);
+    for (int s = 0; s < S; ++s) records[s].curves = ckpt.curves[s];
+    first_step = ckpt.step, train_s = ckpt.train_s, eval_s = ckpt.eval_s;
+  } else {
+    backend.load_params(params.data());
+  }
+  // Saves where training stands after `done` steps (the backend is idle between steps).
+  auto checkpoint = [&](int done) {
+    TrainingCheckpoint c;
+    c.step = done, c.train_s = train_s, c.eval_s = eval_s;
+    c.params.resize(size_t(S) * P), c.adam_m.resize(c.params.size()), c.adam_v.resize(c.params.size());
+    backend.get_params(c.params.data());
+    backend.get_adam_state(c.adam_m.data(), c.adam_v.data(), &c.adam_step);
+    for (int s = 0; s < S; ++s) c.curves.push_back(records[s].curves);
+    store->save_training(method, c);
+  };
   const std::vector<std::pair<std::string, int>> eval_sets = sets(Backend::kTrainingSet);
   const int n_rows = rows.empty() ? N : int(rows[0].size());
   std::vector<std::vector<int32_t>> perms(S);
@@ -43,7 +64,7 @@ double Study::train_erm(const std::string& method, int train_set, const std::vec
   std::vector<float> loss(S);
   const int per_epoch = n_rows / cfg.batch;
   std::optional<NvtxRange> epoch_range;
-  for (int step = 0; step < steps; ++step) {
+  for (int step = first_step; step < steps; ++step) {
     if (step % per_epoch == 0) epoch_range.reset(), epoch_range.emplace("epoch");
     const NvtxRange step_range("train_step");
     const auto t_step = Clock::now();
@@ -57,18 +78,25 @@ double Study::train_erm(const std::string& method, int train_set, const std::vec
     const bool eval = done % cfg.eval_every == 0 || done == steps;
     backend.train_step(batch.data(), cfg.batch, cfg.lr, eval ? loss.data() : nullptr);
     train_s += seconds_since(t_step);
-    if (!eval) continue;
-    const auto t_eval = Clock::now();
-    const NvtxRange eval_range("evaluate");
-    std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(eval_sets, nullptr);
-    double clean = 0, train_loss = 0;
-    for (int s = 0; s < S; ++s) {
-      clean += metrics[s]["test_clean"].accuracy;
-      train_loss += loss[s];
-      records[s].curves.push_back({done, metrics[s]});
+    if (eval) {
+      const auto t_eval = Clock::now();
+      const NvtxRange eval_range("evaluate");
+      std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(eval_sets, nullptr);
+      double clean = 0, train_loss = 0;
+      for (int s = 0; s < S; ++s) {
+        clean += metrics[s]["test_clean"].accuracy;
+        train_loss += loss[s];
+        records[s].curves.push_back({done, metrics[s]});
+      }
+      eval_s += seconds_since(t_eval);
+      if (progress) progress(method, done, steps, clean / S, train_loss / S, double(S) * done / train_s);
     }
-    eval_s += seconds_since(t_eval);
-    if (progress) progress(method, done, steps, clean / S, train_loss / S, double(S) * done / train_s);
+    if (!store || done == steps) continue;
+    if (store->stop_requested()) {
+      checkpoint(done);
+      throw StudyStopped(method + " step " + std::to_string(done));
+    }
+    if (done % store->checkpoint_every() == 0) checkpoint(done);
   }
   backend.get_params(params.data());
   const double epochs = double(steps) / (n_rows / cfg.batch);
@@ -105,6 +133,7 @@ std::vector<std::map<std::string, SetMetrics>> Study::evaluate_sets(const std::v
 void Study::finish(const std::string& method, const std::vector<float>& params, int train_set,
     std::vector<RunRecord>& records, MethodSeedEvidence& ev, MethodTiming& tm) {
   if (sinks.model) sinks.model(method, params);
+  if (store) final_params = params;
   const auto t0 = Clock::now();
   backend.load_params(params.data());
   std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(sets(train_set), &ev.predictions);
@@ -148,12 +177,17 @@ void Study::saliency(const std::string& method, int train_set, std::vector<RunRe
 }
 
 const std::vector<float>& Study::erm_model(const std::string& for_method, MethodTiming& tm, std::vector<RunRecord>& records) {
-  if (erm_params.empty()) {
+  if (erm_params.empty() && store && store->load_model("erm model", erm_params, erm_train_s)) {
+    erm_epochs = double(cfg.steps) / (N / cfg.batch);
+    if (for_method != "erm") tm.stages.push_back({"erm_training", erm_train_s, erm_epochs, true});
+    else say(for_method, "the erm model comes from the run folder");
+  } else if (erm_params.empty()) {
     std::vector<RunRecord> scratch(S);
     MethodTiming own;
     erm_train_s = train_erm(for_method == "erm" ? "erm" : for_method + ": erm", sp_set, {}, cfg.steps, erm_params,
                             for_method == "erm" ? records : scratch, for_method == "erm" ? tm : own);
     erm_epochs = double(cfg.steps) / (N / cfg.batch);
+    if (store) store->save_model("erm model", erm_params, erm_train_s);
     if (for_method != "erm") {  // this method pays for the erm model it needs
       tm.stages.insert(tm.stages.end(), own.stages.begin(), own.stages.end());
       tm.train_s += own.train_s, tm.eval_s += own.eval_s;

@@ -30,6 +30,7 @@ struct Study {
   const ProgressFn& progress;
   const NoteFn& note;
   const StudySinks& sinks;
+  StudyStore* store;  // null: nothing is saved, nothing loaded
   int S, N, NT, L, K;
   ConvBaseShape shape;
   size_t P;
@@ -42,8 +43,11 @@ struct Study {
   double erm_train_s = 0, erm_epochs = 0;
   std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed
 
-  Study(const StudyConfig& c, const Dataset& d, Backend& b, const ProgressFn& p, const NoteFn& n, const StudySinks& k)
-      : cfg(c), data(d), backend(b), progress(p), note(n), sinks(k), S(c.local_seeds()), N(d.n_train), NT(d.n_test), L(d.length),
+  std::vector<float> final_params;  // (S, P): the last method's, as finish() got them
+
+  Study(const StudyConfig& c, const Dataset& d, Backend& b, const ProgressFn& p, const NoteFn& n, const StudySinks& k,
+        StudyStore* st)
+      : cfg(c), data(d), backend(b), progress(p), note(n), sinks(k), store(st), S(c.local_seeds()), N(d.n_train), NT(d.n_test), L(d.length),
         K(d.classes), shape{c.channels, d.length, d.classes}, P(shape.num_params()) {}
 
   // Rows of one seed's features z (S, n, F), gathered into a contiguous FeatureSet's storage.
@@ -59,7 +63,8 @@ struct Study {
   void make_sets();
 
   // ERM from the PyTorch-default initialisation on kept set `train_set` (D_base or D_sp); rows[s] restricts seed s to
-  // a subset (or empty). Fills params (S, P) and records curves; returns the training seconds.
+  // a subset (or empty). Fills params (S, P) and records curves; returns the training seconds. `method` names it in
+  // progress and keys its checkpoints in the store (it resumes from the last one there).
   double train_erm(const std::string& method, int train_set, const std::vector<std::vector<int32_t>>& rows, int steps,
                    std::vector<float>& params, std::vector<RunRecord>& records, MethodTiming& tm);
 

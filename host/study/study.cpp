@@ -144,9 +144,9 @@ SeedData make_seed_data(const StudyConfig& cfg, const Dataset& data, uint32_t se
 }
 
 StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& backend, const ProgressFn& progress,
-                      const NoteFn& note, const StudySinks& sinks) {
+                      const NoteFn& note, const StudySinks& sinks, StudyStore* store) {
   validate(cfg, data);
-  Study st(cfg, data, backend, progress, note, sinks);
+  Study st(cfg, data, backend, progress, note, sinks, store);
   const int S = st.S;
   st.make_sets();  // D_base and the clean test set once; every seed's D_sp and shifted test sets where they are used
 
@@ -167,9 +167,22 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
       for (int s = 0; s < S; ++s) records[s].seed_index = cfg.seed_begin + s, records[s].method = method;
       MethodTiming tm;
       MethodSeedEvidence& evidence = result.evidence[method];
-      MethodRun run{method, stage1_steps, records, evidence, tm};
-      m.run(st, run);
-      tm.wall_s = seconds_since(t_method);  // a shared stage ran (and is counted) in an earlier method
+      MethodOutputs saved;
+      if (store && store->load_method(method, saved)) {  // finished before the study last stopped
+        st.say(method, "done in the run folder");
+        records = std::move(saved.records), evidence = std::move(saved.evidence), tm = saved.timing;
+        if (sinks.model) sinks.model(method, saved.params);
+        if (sinks.features && (method == "erm-base" || method == "erm"))
+          st.save_features(method, saved.params, method == "erm" ? st.sp_set : st.base_set);
+      } else {
+        MethodRun run{method, stage1_steps, records, evidence, tm};
+        m.run(st, run);
+        tm.wall_s = seconds_since(t_method);  // a shared stage ran (and is counted) in an earlier method
+        if (store) {
+          store->save_method(method, {records, evidence, tm, st.final_params});
+          if (store->stop_requested()) throw StudyStopped("the end of " + method);
+        }
+      }
       result.timing[method] = tm;
       result.methods.push_back(method);
       for (auto& r : records) result.runs.push_back(std::move(r));

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -152,8 +153,50 @@ struct StudySinks {
   std::function<void(const std::string& method, const std::vector<FeatureSetOut>& sets)> features;
 };
 
+// ---- Surviving a stop. A study with a StudyStore (host/scale/run_dir.h keeps one in a run folder) saves its ERM
+// training every checkpoint_every() steps and each method once it finished; run again with the same store and
+// configuration, it loads what was saved and goes on, and its results are bitwise those of a run that never stopped.
+
+// One ERM training at a step boundary: everything needed to go on bitwise (the batch order is a function of the
+// seed, epoch and step, so the step is its position in every random stream).
+struct TrainingCheckpoint {
+  int step = 0;                                  // steps done
+  std::vector<float> params, adam_m, adam_v;     // (S, P) each
+  int adam_step = 0;
+  std::vector<std::vector<CurvePoint>> curves;   // per seed: the evaluations so far
+  double train_s = 0, eval_s = 0;                // seconds so far
+};
+
+// What a finished method leaves: its runs, evidence, timing and final parameters (S, P).
+struct MethodOutputs {
+  std::vector<RunRecord> records;
+  MethodSeedEvidence evidence;
+  MethodTiming timing;
+  std::vector<float> params;
+};
+
+class StudyStore {
+ public:
+  virtual ~StudyStore() = default;
+  virtual int checkpoint_every() const = 0;  // steps between training checkpoints
+  // Whether the study should stop (a signal arrived): it checkpoints after the current step and throws StudyStopped.
+  virtual bool stop_requested() const = 0;
+  // Keys are unique within the study: a training's name ("erm", "afr stage 1"), a method's, a model's ("erm model").
+  virtual void save_training(const std::string& key, const TrainingCheckpoint& c) = 0;
+  virtual bool load_training(const std::string& key, TrainingCheckpoint& c) = 0;
+  virtual void save_method(const std::string& key, const MethodOutputs& m) = 0;
+  virtual bool load_method(const std::string& key, MethodOutputs& m) = 0;
+  virtual void save_model(const std::string& key, const std::vector<float>& params, double train_s) = 0;
+  virtual bool load_model(const std::string& key, std::vector<float>& params, double& train_s) = 0;
+};
+
+// Thrown by run_study when the store asked it to stop, after the last checkpoint was saved.
+struct StudyStopped : std::runtime_error {
+  StudyStopped(const std::string& where) : std::runtime_error("stopped at " + where) {}
+};
+
 StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& backend, const ProgressFn& progress = {},
-                      const NoteFn& note = {}, const StudySinks& sinks = {});
+                      const NoteFn& note = {}, const StudySinks& sinks = {}, StudyStore* store = nullptr);
 
 // The training inputs one seed sees for a method: D_base for erm-base, D_sp for erm.
 struct SeedData {

@@ -1,0 +1,118 @@
+// A study stopped and run again with the same StudyStore goes on where it stopped, and its results are bitwise those
+// of a run that never stopped: on the CPU backend, and on the device backends (Adam's moments and step cross the
+// checkpoint; on a GPU, or on the CPU emulation of CUDA in tests/emu/).
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+#include "cuda_test_util.h"
+#include "data/data.h"
+#include "report/report.h"
+#include "study/backends.h"
+#include "study/study.h"
+
+namespace sb {
+namespace {
+
+// Keeps everything in memory; asks the study to stop at the `stop_after`-th time it asks (0: never).
+class MemoryStore final : public StudyStore {
+ public:
+  int stop_after = 0, trainings_saved = 0, trainings_loaded = 0, methods_loaded = 0;
+  int checkpoint_every() const override { return 7; }
+  bool stop_requested() const override { return stop_after > 0 && ++asked == stop_after; }
+  mutable int asked = 0;
+  void save_training(const std::string& k, const TrainingCheckpoint& c) override { training[k] = c, ++trainings_saved; }
+  bool load_training(const std::string& k, TrainingCheckpoint& c) override {
+    auto it = training.find(k);
+    if (it == training.end()) return false;
+    c = it->second, ++trainings_loaded;
+    return true;
+  }
+  void save_method(const std::string& k, const MethodOutputs& m) override { methods[k] = m; }
+  bool load_method(const std::string& k, MethodOutputs& m) override {
+    auto it = methods.find(k);
+    if (it == methods.end()) return false;
+    m = it->second, ++methods_loaded;
+    return true;
+  }
+  void save_model(const std::string& k, const std::vector<float>& p, double s) override { models[k] = {p, s}; }
+  bool load_model(const std::string& k, std::vector<float>& p, double& s) override {
+    auto it = models.find(k);
+    if (it == models.end()) return false;
+    p = it->second.first, s = it->second.second;
+    return true;
+  }
+
+ private:
+  std::map<std::string, TrainingCheckpoint> training;
+  std::map<std::string, MethodOutputs> methods;
+  std::map<std::string, std::pair<std::vector<float>, double>> models;
+};
+
+StudyConfig small_config() {
+  StudyConfig cfg;
+  cfg.seeds = 2, cfg.steps = 30, cfg.eval_every = 10, cfg.batch = 50;
+  cfg.methods = {"erm-base", "erm", "dfr", "afr"};
+  cfg.afr.epochs = 5, cfg.afr.gammas = {0, 4}, cfg.afr.lambdas = {0};
+  cfg.dfr.subsamples = 2;
+  cfg.saliency = true;
+  return cfg;
+}
+
+// Everything of a result but its timing, as text.
+std::string numbers_of(const StudyResult& r) {
+  nlohmann::json j;
+  for (const RunRecord& run : r.runs) j["runs"].push_back(run_record_json(run));
+  for (const auto& [m, ev] : r.evidence) {
+    for (const auto& [set, p] : ev.predictions) j["pred"][m][set] = p;
+    for (const auto& [set, s] : ev.saliency_sums) j["sal"][m][set] = s;
+    j["afr"][m] = ev.afr_p_counts;
+  }
+  return j.dump();
+}
+
+// Stops the study at each of `stops` (the n-th time it asks whether to stop, counted from its start), then runs it to
+// the end; the result must equal an uninterrupted run's.
+void expect_resume_exact(const std::string& backend_name, const std::vector<int>& stops) {
+  const Dataset data = load_dataset("");
+  const StudyConfig cfg = small_config();
+  std::unique_ptr<Backend> backend = make_backend(backend_name, 1);
+  const std::string reference = numbers_of(run_study(cfg, data, *backend));
+  for (int stop : stops) {
+    MemoryStore store;
+    store.stop_after = stop;
+    EXPECT_THROW(run_study(cfg, data, *backend, {}, {}, {}, &store), StudyStopped) << "stop " << stop;
+    store.stop_after = 0;
+    const std::string resumed = numbers_of(run_study(cfg, data, *backend, {}, {}, {}, &store));
+    EXPECT_EQ(resumed, reference) << backend_name << ": stopped at the " << stop << "-th question";
+    EXPECT_GT(store.trainings_loaded + store.methods_loaded, 0) << "stop " << stop << ": nothing was resumed";
+  }
+}
+
+// The study asks after every step but a training's last, and after every method: erm-base's steps 1..29 are the
+// first 29 questions, the 30th follows erm-base, erm's steps are the 31st to 59th, and so on.
+TEST(Resume, CpuBitwiseAtEveryKindOfStop) { expect_resume_exact("cpu", {5, 14, 29, 30, 45, 60, 61, 75, 90}); }
+
+TEST(Resume, CudaBitwise) {
+  SB_SKIP_WITHOUT_CUDA("resuming the cuda backend is");
+  expect_resume_exact("cuda", {14, 75});
+}
+
+TEST(Resume, CudnnBitwise) {
+  SB_SKIP_WITHOUT_CUDA("resuming the cudnn backend is");
+  expect_resume_exact("cudnn", {14, 75});
+}
+
+TEST(Resume, CheckpointsEveryNSteps) {
+  const Dataset data = load_dataset("");
+  StudyConfig cfg = small_config();
+  cfg.methods = {"erm"};
+  std::unique_ptr<Backend> backend = make_backend("cpu", 1);
+  MemoryStore store;
+  run_study(cfg, data, *backend, {}, {}, {}, &store);
+  EXPECT_EQ(store.trainings_saved, 4);  // steps 7, 14, 21, 28 of 30 (none at the end: the method is saved)
+}
+
+}  // namespace
+}  // namespace sb
