@@ -61,12 +61,13 @@ double metric_of(const SetMetrics& m, const std::string& name) {
   return m.loss;
 }
 
-// Per-seed values of a metric; "shortcut_reliance" comes from the saliency (absent when it was off).
+// Per-seed values of a metric, diverged seeds left out; "shortcut_reliance" comes from the saliency (absent when it
+// was off).
 std::vector<double> values_of(const StudyResult& r, const std::string& method, const std::string& set,
                               const std::string& metric) {
   std::vector<double> v;
   for (const auto& run : r.runs) {
-    if (run.method != method) continue;
+    if (run.method != method || run.diverged_step) continue;
     if (metric == "shortcut_reliance") {
       auto it = run.shortcut_reliance.find(set);
       if (it != run.shortcut_reliance.end()) v.push_back(it->second);
@@ -75,6 +76,14 @@ std::vector<double> values_of(const StudyResult& r, const std::string& method, c
     }
   }
   return v;
+}
+
+std::vector<std::string> diverged_seeds(const StudyResult& r, const std::string& method) {
+  std::vector<std::string> out;
+  for (const auto& run : r.runs)
+    if (run.method == method && run.diverged_step)
+      out.push_back(std::to_string(run.seed_index) + " at step " + std::to_string(run.diverged_step));
+  return out;
 }
 
 json vec_json(const std::vector<double>& v) {
@@ -150,6 +159,7 @@ json curves_json(const std::vector<CurvePoint>& points) {
 
 json run_record_json(const RunRecord& r) {
   json rec = {{"seed_index", r.seed_index}, {"method", r.method}};
+  if (r.diverged_step) rec["diverged_step"] = r.diverged_step;
   for (const auto& set : study_sets()) rec["metrics"][set] = set_metrics_json(r.metrics.at(set));
   rec["curves"] = curves_json(r.curves);
   if (!r.shortcut_reliance.empty()) rec["shortcut_reliance"] = r.shortcut_reliance;
@@ -220,6 +230,7 @@ json results_json(const json& config, const json& environment, const StudyResult
       const std::vector<double> rel = values_of(result, method, set, "shortcut_reliance");
       if (!rel.empty()) summary[method][set]["shortcut_reliance"] = stats_json(seed_stats(rel));
     }
+
     const MethodTiming& t = result.timing.at(method);
     timing[method] = timing_json(t);
     if (t.seed_steps_per_s > 0) {
@@ -230,6 +241,7 @@ json results_json(const json& config, const json& environment, const StudyResult
     }
     const MethodCrossSeed& c = result.cross_seed.at(method);
     json& cm = cross[method];
+    cm["diverged"] = diverged_seeds(result, method).size();  // seeds left out of the summaries and statistics
     cm["underspecification"] = c.underspecification;
     cm["disagreement"] = c.disagreement;
     if (!c.beats_erm_worst_group.empty()) cm["beats_erm_worst_group"] = c.beats_erm_worst_group;
@@ -323,6 +335,7 @@ RunRecord run_record_from(const json& rec) {
   RunRecord r;
   r.seed_index = rec.at("seed_index");
   r.method = rec.at("method");
+  r.diverged_step = rec.value("diverged_step", 0);
   for (const auto& set : study_sets()) r.metrics[set] = set_metrics_from(rec.at("metrics").at(set));
   r.curves = curves_from(rec.at("curves"));
   if (rec.contains("shortcut_reliance")) r.shortcut_reliance = rec["shortcut_reliance"].get<std::map<std::string, double>>();
@@ -420,6 +433,13 @@ std::string summary_table(const StudyResult& result) {
                     method.c_str(), set.c_str(), a.mean, a.std, a.min, a.max, w.mean, w.std, w.min, w.max);
       out << line;
     }
+  for (const auto& method : result.methods) {
+    const std::vector<std::string> diverged = diverged_seeds(result, method);
+    if (diverged.empty()) continue;
+    std::string list;
+    for (const std::string& d : diverged) list += (list.empty() ? "" : ", ") + d;
+    out << method << ": " << diverged.size() << " seed(s) diverged and are left out above: " << list << "\n";
+  }
   return out.str();
 }
 

@@ -259,15 +259,17 @@ bool RunDir::load_method(const std::string& key, MethodOutputs& m) {
   return true;
 }
 
-void RunDir::save_model(const std::string& key, const std::vector<float>& params, double train_s) {
+void RunDir::save_model(const std::string& key, const SavedModel& m) {
   const std::string k = prefix_ + key;
-  const std::string bytes = safetensors_bytes({{"params", &params}}, 1, {{"train_s", json(train_s).dump()}});
+  const std::string bytes = safetensors_bytes(
+      {{"params", &m.params}}, 1,
+      {{"train_s", json(m.train_s).dump()}, {"diverged_steps", json(m.diverged_steps).dump()}});
   const Entry e{k, "model", file_name(k, "model", 0), sha256_hex(bytes.data(), bytes.size()), 0};
   write_file_atomic(dir_ + "/" + e.file, bytes);
   append(e);
 }
 
-bool RunDir::load_model(const std::string& key, std::vector<float>& params, double& train_s) {
+bool RunDir::load_model(const std::string& key, SavedModel& m) {
   const std::string k = prefix_ + key;
   std::string bytes;
   bool have = false;
@@ -276,8 +278,9 @@ bool RunDir::load_model(const std::string& key, std::vector<float>& params, doub
   if (!min_all_(have ? 1 : 0)) return false;
   try {
     const SafetensorsFile f = parse_safetensors(std::move(bytes), dir_ + " model " + k);
-    params = f.f32("params", size_t(f.tensors.at("params").shape.at(1)));
-    train_s = json::parse(meta(f, "train_s"));
+    m.params = f.f32("params", size_t(f.tensors.at("params").shape.at(1)));
+    m.train_s = json::parse(meta(f, "train_s"));
+    m.diverged_steps = json::parse(meta(f, "diverged_steps")).get<std::vector<int>>();
   } catch (const std::exception& e) {
     throw std::runtime_error("the saved model " + k + " in " + dir_ + " cannot be read: " + e.what());
   }

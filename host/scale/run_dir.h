@@ -50,8 +50,8 @@ class RunDir final : public StudyStore {
   bool load_training(const std::string& key, TrainingCheckpoint& c) override;
   void save_method(const std::string& key, const MethodOutputs& m) override;
   bool load_method(const std::string& key, MethodOutputs& m) override;
-  void save_model(const std::string& key, const std::vector<float>& params, double train_s) override;
-  bool load_model(const std::string& key, std::vector<float>& params, double& train_s) override;
+  void save_model(const std::string& key, const SavedModel& m) override;
+  bool load_model(const std::string& key, SavedModel& m) override;
 
  private:
   struct Entry {

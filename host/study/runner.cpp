@@ -2,6 +2,7 @@
 #include "study/runner.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <optional>
 
@@ -87,6 +88,11 @@ double Study::train_erm(const std::string& method, int train_set, const std::vec
         clean += metrics[s]["test_clean"].accuracy;
         train_loss += loss[s];
         records[s].curves.push_back({done, metrics[s]});
+        if (!std::isfinite(loss[s]) && records[s].diverged_step == 0) {
+          records[s].diverged_step = done;
+          say(method, "seed " + std::to_string(seed_index(s)) + " diverged (training loss " + std::to_string(loss[s]) +
+                          " at step " + std::to_string(done) + "): left out of the summaries");
+        }
       }
       eval_s += seconds_since(t_eval);
       if (progress) progress(method, done, steps, clean / S, train_loss / S, double(S) * done / train_s);
@@ -177,7 +183,9 @@ void Study::saliency(const std::string& method, int train_set, std::vector<RunRe
 }
 
 const std::vector<float>& Study::erm_model(const std::string& for_method, MethodTiming& tm, std::vector<RunRecord>& records) {
-  if (erm_params.empty() && store && store->load_model("erm model", erm_params, erm_train_s)) {
+  SavedModel saved;
+  if (erm_params.empty() && store && store->load_model("erm model", saved)) {
+    erm_params = std::move(saved.params), erm_train_s = saved.train_s, erm_diverged = saved.diverged_steps;
     erm_epochs = double(cfg.steps) / (N / cfg.batch);
     if (for_method != "erm") tm.stages.push_back({"erm_training", erm_train_s, erm_epochs, true});
     else say(for_method, "the erm model comes from the run folder");
@@ -187,7 +195,9 @@ const std::vector<float>& Study::erm_model(const std::string& for_method, Method
     erm_train_s = train_erm(for_method == "erm" ? "erm" : for_method + ": erm", sp_set, {}, cfg.steps, erm_params,
                             for_method == "erm" ? records : scratch, for_method == "erm" ? tm : own);
     erm_epochs = double(cfg.steps) / (N / cfg.batch);
-    if (store) store->save_model("erm model", erm_params, erm_train_s);
+    erm_diverged.clear();
+    for (const RunRecord& r : for_method == "erm" ? records : scratch) erm_diverged.push_back(r.diverged_step);
+    if (store) store->save_model("erm model", {erm_params, erm_train_s, erm_diverged});
     if (for_method != "erm") {  // this method pays for the erm model it needs
       tm.stages.insert(tm.stages.end(), own.stages.begin(), own.stages.end());
       tm.train_s += own.train_s, tm.eval_s += own.eval_s;
@@ -195,6 +205,8 @@ const std::vector<float>& Study::erm_model(const std::string& for_method, Method
   } else if (for_method != "erm") {
     tm.stages.push_back({"erm_training", erm_train_s, erm_epochs, true});
   }
+  if (for_method != "erm")  // a head refitted on a diverged erm model is as diverged
+    for (int s = 0; s < S; ++s) records[s].diverged_step = erm_diverged[s];
   return erm_params;
 }
 

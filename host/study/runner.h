@@ -40,6 +40,7 @@ struct Study {
   std::vector<int32_t> planted_conflicting;                    // (S, NT): class whose block was planted
   std::vector<int32_t> planted_train, planted_aligned;         // (S, N), (S, NT); only for sinks.features
   std::vector<float> erm_params;                               // (S, P) once `erm` has trained
+  std::vector<int> erm_diverged;                               // (S): the erm model's diverged_step per seed
   double erm_train_s = 0, erm_epochs = 0;
   std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 #include <stdexcept>
 
 #include "core/model.h"
@@ -204,12 +205,24 @@ void compute_cross_seed(StudyResult& result) {
   for (const RunRecord& r : result.runs) runs[r.method].push_back(&r);
   const bool with_erm = runs.count("erm") > 0;
   for (const std::string& method : result.methods) {
-    const std::vector<const RunRecord*>& seeds = runs.at(method);
-    const int S = int(seeds.size());
+    // Diverged seeds are left out: `seeds` are the others, at positions `at` of the method's seed-major evidence.
+    std::vector<const RunRecord*> seeds;
+    std::vector<size_t> at;
+    for (size_t i = 0; i < runs.at(method).size(); ++i)
+      if (runs.at(method)[i]->diverged_step == 0) seeds.push_back(runs.at(method)[i]), at.push_back(i);
+    const int S = int(seeds.size()), S_all = int(runs.at(method).size());
     const MethodSeedEvidence& ev = result.evidence.at(method);
     MethodCrossSeed& cross = result.cross_seed[method];
     cross = MethodCrossSeed{};
-    for (const auto& [set, pred] : ev.predictions) cross.disagreement[set] = disagreement_of(pred, S);
+    // The rows of seed-major per-seed data (S_all rows) that belong to the seeds kept.
+    auto kept_rows = [&](const auto& v) {
+      std::remove_const_t<std::remove_reference_t<decltype(v)>> out;
+      const size_t row = v.size() / std::max(S_all, 1);
+      for (size_t i : at) out.insert(out.end(), v.begin() + i * row, v.begin() + (i + 1) * row);
+      return out;
+    };
+    if (S == 0) continue;
+    for (const auto& [set, pred] : ev.predictions) cross.disagreement[set] = disagreement_of(kept_rows(pred), S);
     for (const std::string set : {"test_aligned", "test_conflicting"}) {
       std::vector<double> shifted, clean;
       for (const RunRecord* r : seeds)
@@ -222,16 +235,20 @@ void compute_cross_seed(StudyResult& result) {
       for (const RunRecord* r : runs.at("erm")) erm[r->seed_index] = r;
       for (const std::string& set : study_sets()) {
         double wins = 0;
+        int pairs = 0;
         for (const RunRecord* r : seeds) {
-          const double a = r->metrics.at(set).worst_group_accuracy;
-          const double b = erm.at(r->seed_index)->metrics.at(set).worst_group_accuracy;
+          const RunRecord& e = *erm.at(r->seed_index);
+          if (e.diverged_step) continue;
+          const double a = r->metrics.at(set).worst_group_accuracy, b = e.metrics.at(set).worst_group_accuracy;
           wins += a > b ? 1.0 : a == b ? 0.5 : 0.0;
+          ++pairs;
         }
-        cross.beats_erm_worst_group[set] = wins / S;
+        if (pairs) cross.beats_erm_worst_group[set] = wins / pairs;
       }
     }
     // Saliency per (class, feature): the seeds' sums, in seed order, over seeds and the class's samples.
-    for (const auto& [set, sums] : ev.saliency_sums) {
+    for (const auto& [set, all_sums] : ev.saliency_sums) {
+      const std::vector<double> sums = kept_rows(all_sums);
       const std::vector<int>& count = result.class_counts.at(set);
       const size_t KL = sums.size() / S, L = KL / count.size();
       std::vector<double> map(KL, 0.0);

@@ -58,6 +58,10 @@ struct CurvePoint {
 struct RunRecord {
   int seed_index = 0;
   std::string method;
+  // The evaluation step at which the seed's training loss was first NaN or infinite (its ERM training's, for a head
+  // refitted on the erm model), 0 if never. A diverged seed's parameters stay non-finite: the other seeds go on
+  // unchanged, and summaries and cross-seed statistics leave it out.
+  int diverged_step = 0;
   std::map<std::string, SetMetrics> metrics;  // final model
   std::map<std::string, double> shortcut_reliance;  // per set: share of saliency on the shortcut's block
   std::vector<CurvePoint> curves;             // ERM training (AFR: stage 1); empty for DFR
@@ -175,6 +179,13 @@ struct MethodOutputs {
   std::vector<float> params;
 };
 
+// A model shared between methods (the erm model): parameters (S, P), training seconds, each seed's diverged_step.
+struct SavedModel {
+  std::vector<float> params;
+  double train_s = 0;
+  std::vector<int> diverged_steps;
+};
+
 class StudyStore {
  public:
   virtual ~StudyStore() = default;
@@ -186,8 +197,8 @@ class StudyStore {
   virtual bool load_training(const std::string& key, TrainingCheckpoint& c) = 0;
   virtual void save_method(const std::string& key, const MethodOutputs& m) = 0;
   virtual bool load_method(const std::string& key, MethodOutputs& m) = 0;
-  virtual void save_model(const std::string& key, const std::vector<float>& params, double train_s) = 0;
-  virtual bool load_model(const std::string& key, std::vector<float>& params, double& train_s) = 0;
+  virtual void save_model(const std::string& key, const SavedModel& m) = 0;
+  virtual bool load_model(const std::string& key, SavedModel& m) = 0;
 };
 
 // Thrown by run_study when the store asked it to stop, after the last checkpoint was saved.
