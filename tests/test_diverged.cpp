@@ -10,61 +10,14 @@
 #include "report/report.h"
 #include "study/backends.h"
 #include "study/study.h"
+#include "study_doubles.h"
 
 namespace sb {
 namespace {
 
-// The CPU backend, except that at its `poison_step`-th training step of a training it sets seed `seed`'s parameters
-// to NaN (the other seeds' parameters and Adam state restored exactly).
-class PoisoningBackend final : public Backend {
- public:
-  PoisoningBackend(int seed, int poison_step) : inner_(make_backend("cpu", 1)), seed_(seed), poison_step_(poison_step) {}
-  std::string name() const override { return inner_->name(); }
-  std::string device() const override { return inner_->device(); }
-  int threads() const override { return inner_->threads(); }
-  void reset(const ConvBaseShape& shape, int S, const float* params, const AdamConfig& adam) override {
-    shape_ = shape, S_ = S, steps_ = 0;
-    inner_->reset(shape, S, params, adam);
-  }
-  void load_params(const float* params) override { steps_ = 0, inner_->load_params(params); }
-  void get_params(float* params) const override { inner_->get_params(params); }
-  void get_adam_state(float* m, float* v, int* step) const override { inner_->get_adam_state(m, v, step); }
-  void set_adam_state(const float* m, const float* v, int step) override { inner_->set_adam_state(m, v, step); }
-  int add_set(const float* x, const int32_t* labels, int N, bool per_seed) override {
-    return inner_->add_set(x, labels, N, per_seed);
-  }
-  int add_spurious_set(SpuriousSetKind kind, const SpuriousConfig& cfg, int clean, uint64_t base_seed, uint32_t seed0,
-                       int32_t* planted) override {
-    return inner_->add_spurious_set(kind, cfg, clean, base_seed, seed0, planted);
-  }
-  void train_on(int set) override { inner_->train_on(set); }
-  void train_step(const int32_t* batch_index, int B, float lr, float* loss) override {
-    if (++steps_ == poison_step_) {
-      const size_t P = shape_.num_params();
-      std::vector<float> p(size_t(S_) * P), m(p.size()), v(p.size());
-      int t = 0;
-      inner_->get_params(p.data());
-      inner_->get_adam_state(m.data(), v.data(), &t);
-      std::fill_n(p.begin() + size_t(seed_) * P, P, std::numeric_limits<float>::quiet_NaN());
-      inner_->load_params(p.data());
-      inner_->set_adam_state(m.data(), v.data(), t);
-    }
-    inner_->train_step(batch_index, B, lr, loss);
-  }
-  void evaluate_set(int id, SetMetrics* out, int8_t* pred) override { inner_->evaluate_set(id, out, pred); }
-  void set_features(int id, float* z) override { inner_->set_features(id, z); }
-  void set_saliency(int id, float* sal) override { inner_->set_saliency(id, sal); }
-  void predict(const float* x, int N, bool per_seed, float* logits) override { inner_->predict(x, N, per_seed, logits); }
-  void features(const float* x, int N, bool per_seed, float* z) override { inner_->features(x, N, per_seed, z); }
-  void saliency(const float* x, const int32_t* labels, int N, bool per_seed, float* sal) override {
-    inner_->saliency(x, labels, N, per_seed, sal);
-  }
+using test_doubles::MemoryStore;
+using test_doubles::PoisoningBackend;
 
- private:
-  std::unique_ptr<Backend> inner_;
-  int seed_, poison_step_, S_ = 0, steps_ = 0;
-  ConvBaseShape shape_{};
-};
 
 TEST(Diverged, SeedMarkedOthersUnchangedSummariesLeaveItOut) {
   const Dataset data = load_dataset("");
@@ -104,6 +57,25 @@ TEST(Diverged, SeedMarkedOthersUnchangedSummariesLeaveItOut) {
   EXPECT_NE(summary_table(poisoned).find("erm: 1 seed(s) diverged and are left out above: 1 at step 20"),
             std::string::npos)
       << summary_table(poisoned);
+}
+
+// A seed that diverged before a checkpoint stays diverged at the same step after the resume.
+TEST(Diverged, KeptAcrossResume) {
+  const Dataset data = load_dataset("");
+  StudyConfig cfg;
+  cfg.seeds = 3, cfg.steps = 30, cfg.eval_every = 10, cfg.batch = 50;
+  cfg.methods = {"erm"};
+  PoisoningBackend reference_backend(1, 14), resumed_backend(1, 14);
+  const StudyResult reference = run_study(cfg, data, reference_backend);
+  MemoryStore store;
+  store.stop_after = 25;  // after step 25: seed 1 diverged at 20, the checkpoint of step 21 holds that
+  EXPECT_THROW(run_study(cfg, data, resumed_backend, {}, {}, {}, &store), StudyStopped);
+  store.stop_after = 0;
+  const StudyResult resumed = run_study(cfg, data, resumed_backend, {}, {}, {}, &store);
+  ASSERT_EQ(resumed.runs.size(), reference.runs.size());
+  for (size_t i = 0; i < reference.runs.size(); ++i)
+    EXPECT_EQ(run_record_json(resumed.runs[i]).dump(), run_record_json(reference.runs[i]).dump()) << i;
+  EXPECT_EQ(resumed.runs[1].diverged_step, 20);
 }
 
 }  // namespace

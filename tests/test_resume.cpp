@@ -11,44 +11,13 @@
 #include "report/report.h"
 #include "study/backends.h"
 #include "study/study.h"
+#include "study_doubles.h"
 
 namespace sb {
 namespace {
 
-// Keeps everything in memory; asks the study to stop at the `stop_after`-th time it asks (0: never).
-class MemoryStore final : public StudyStore {
- public:
-  int stop_after = 0, trainings_saved = 0, trainings_loaded = 0, methods_loaded = 0;
-  int checkpoint_every() const override { return 7; }
-  bool stop_requested() const override { return stop_after > 0 && ++asked == stop_after; }
-  mutable int asked = 0;
-  void save_training(const std::string& k, const TrainingCheckpoint& c) override { training[k] = c, ++trainings_saved; }
-  bool load_training(const std::string& k, TrainingCheckpoint& c) override {
-    auto it = training.find(k);
-    if (it == training.end()) return false;
-    c = it->second, ++trainings_loaded;
-    return true;
-  }
-  void save_method(const std::string& k, const MethodOutputs& m) override { methods[k] = m; }
-  bool load_method(const std::string& k, MethodOutputs& m) override {
-    auto it = methods.find(k);
-    if (it == methods.end()) return false;
-    m = it->second, ++methods_loaded;
-    return true;
-  }
-  void save_model(const std::string& k, const SavedModel& m) override { models[k] = m; }
-  bool load_model(const std::string& k, SavedModel& m) override {
-    auto it = models.find(k);
-    if (it == models.end()) return false;
-    m = it->second;
-    return true;
-  }
+using test_doubles::MemoryStore;
 
- private:
-  std::map<std::string, TrainingCheckpoint> training;
-  std::map<std::string, MethodOutputs> methods;
-  std::map<std::string, SavedModel> models;
-};
 
 StudyConfig small_config() {
   StudyConfig cfg;

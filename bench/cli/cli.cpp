@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <exception>
 #include <csignal>
 #include <cmath>
 #include <cstdio>
@@ -168,62 +170,104 @@ std::string resume_command(const std::vector<std::string>& command, int mpi_rank
   return out;
 }
 
+// Thrown on every rank of an MPI job when one rank's setup failed; that rank has said why.
+struct JobSetupFailed {
+  int code;
+};
+
+// Every rank learns whether a rank's setup failed; the first that did prints its reason (once, whether one rank or
+// all failed), and all throw JobSetupFailed with the exit status (2 for a command line that cannot run, else 1).
+void agree_on_setup(const MpiJob& job, std::exception_ptr error) {
+  std::string message;
+  int code = 0;
+  if (error) try {
+      std::rethrow_exception(error);
+    } catch (const std::invalid_argument& e) {
+      message = e.what(), code = 2;
+    } catch (const std::exception& e) {
+      message = e.what(), code = 1;
+    }
+  const int first = job.min_over_ranks(code ? job.rank() : INT_MAX);
+  if (first == INT_MAX) return;
+  const int all_code = job.max_over_ranks(code);
+  if (job.rank() == first) {
+    const bool everyone = job.min_over_ranks(code ? 1 : 0) == 1;
+    std::fprintf(stderr, "bench_spurious: error: %s%s\n",
+                 everyone ? "" : strprintf("MPI rank %d of %d: ", job.rank(), job.size()).c_str(), message.c_str());
+  } else {
+    job.min_over_ranks(code ? 1 : 0);  // the collective rank `first` makes
+  }
+  throw JobSetupFailed{all_code};
+}
+
 int run_study_job(StudyConfig& cfg, const std::vector<float>& ps, const std::string& backend_name,
                   BackendOptions backend_options, const std::string& data_dir, const Outputs& out, bool quiet,
                   const RunMode& mode) {
   MpiJob* job = mode.job;
   const bool root = !job || job->rank() == 0;
-  Dataset data = load_dataset(data_dir);
-  for (float p : ps) {
-    cfg.spurious.p = p;
-    validate(cfg, data);
-  }
-  if (job) {
-    if (mode.shard) throw std::invalid_argument("--seed-range does not apply to an MPI job: mpirun splits --seeds");
-    if (!out.models.empty() || !out.features.empty())
-      throw std::invalid_argument("--save-models and --save-features are not available in an MPI job yet: run "
-                                  "--seed-range shards instead (docs/scaling.md)");
-    if (job->size() > cfg.seeds)
-      throw std::invalid_argument(strprintf("%d MPI ranks for %d seeds: give every rank at least one seed",
-                                            job->size(), cfg.seeds));
-    std::tie(cfg.seed_begin, cfg.seed_end) = mpi_share(0, cfg.seeds, job->rank(), job->size());
-    if (backend_name != "cpu" && !mode.device_given && cuda_device_count() > 0)
-      backend_options.device = job->local_rank() % cuda_device_count();
-    if (backend_options.threads == 0)  // the node's cores shared by its ranks, not all of them each
-      backend_options.threads = std::max(1, int(std::thread::hardware_concurrency()) / job->local_size());
-  }
-  check_resources(cfg, data, out, ps.size());
-  // The run folder: its configuration is everything that decides the numbers (a resume must match it).
+  // Setup: everything that can be refused before training. In an MPI job a rank can fail here alone (its node's
+  // memory, its run folder), so the ranks agree on whether one failed before any waits for the others.
+  Dataset data;
+  RecordFormat record_format = RecordFormat::csv;
   std::unique_ptr<RunDir> run_dir;
-  if (!mode.run_dir.empty()) {
-    nlohmann::json run_config = config_json(cfg, data);
-    run_config["spurious"]["p"] = ps;
-    run_config["seed_range"] = {cfg.seed_begin, cfg.last_seed()};
-    run_config["backend"] = backend_name == "cudnn" ? "cudnn " + backend_options.cudnn_conv : backend_name;
-    run_config["mpi_ranks"] = job ? job->size() : 0;
-    std::string dir = mode.run_dir;
-    if (job) {  // every rank its own folder inside
-      std::error_code ec;
-      if (!mode.resume) fs::create_directory(dir, ec);
-      dir += "/rank-" + std::to_string(job->rank());
-    }
-    run_dir = std::make_unique<RunDir>(dir, mode.resume, run_config, mode.command, mode.checkpoint_every);
-    if (job)
-      run_dir->set_agreement([job](int v) { return job->min_over_ranks(v); },
-                             [job](int v) { return job->max_over_ranks(v); });
-    if (mode.resume && root && !quiet)
-      std::fprintf(stderr, "bench_spurious: resuming %s (%d saved units)\n", mode.run_dir.c_str(), run_dir->units());
-    install_stop_signals();
-  }
-  // Every output is checked before training: files can be created, folders are new (or empty) and staged.
-  if (root)
-    for (const std::string& f : {out.json, out.csv, out.records})
-      if (!f.empty()) check_writable(f);
-  const RecordFormat record_format = out.records.empty() ? RecordFormat::csv : record_format_of(out.records);
   std::unique_ptr<StagedDir> models, features;
-  if (!out.models.empty()) models = std::make_unique<StagedDir>(out.models, true);
-  if (!out.features.empty()) features = std::make_unique<StagedDir>(out.features, true);
-  std::unique_ptr<Backend> backend = make_backend(backend_name, backend_options);
+  std::unique_ptr<Backend> backend;
+  std::exception_ptr setup_error;
+  try {
+    data = load_dataset(data_dir);
+    for (float p : ps) {
+      cfg.spurious.p = p;
+      validate(cfg, data);
+    }
+    if (job) {
+      if (mode.shard) throw std::invalid_argument("--seed-range does not apply to an MPI job: mpirun splits --seeds");
+      if (!out.models.empty() || !out.features.empty())
+        throw std::invalid_argument("--save-models and --save-features are not available in an MPI job yet: run "
+                                    "--seed-range shards instead (docs/scaling.md)");
+      if (job->size() > cfg.seeds)
+        throw std::invalid_argument(strprintf("%d MPI ranks for %d seeds: give every rank at least one seed",
+                                              job->size(), cfg.seeds));
+      std::tie(cfg.seed_begin, cfg.seed_end) = mpi_share(0, cfg.seeds, job->rank(), job->size());
+      if (backend_name != "cpu" && !mode.device_given && cuda_device_count() > 0)
+        backend_options.device = job->local_rank() % cuda_device_count();
+      if (backend_options.threads == 0)  // the node's cores shared by its ranks, not all of them each
+        backend_options.threads = std::max(1, int(std::thread::hardware_concurrency()) / job->local_size());
+    }
+    check_resources(cfg, data, out, ps.size());
+    // The run folder: its configuration is everything that decides the numbers (a resume must match it).
+    if (!mode.run_dir.empty()) {
+      nlohmann::json run_config = config_json(cfg, data);
+      run_config["spurious"]["p"] = ps;
+      run_config["seed_range"] = {cfg.seed_begin, cfg.last_seed()};
+      run_config["backend"] = backend_name == "cudnn" ? "cudnn " + backend_options.cudnn_conv : backend_name;
+      run_config["mpi_ranks"] = job ? job->size() : 0;
+      std::string dir = mode.run_dir;
+      if (job) {  // every rank its own folder inside
+        std::error_code ec;
+        if (!mode.resume) fs::create_directory(dir, ec);
+        dir += "/rank-" + std::to_string(job->rank());
+      }
+      run_dir = std::make_unique<RunDir>(dir, mode.resume, run_config, mode.command, mode.checkpoint_every);
+      if (job)
+        run_dir->set_agreement([job](int v) { return job->min_over_ranks(v); },
+                               [job](int v) { return job->max_over_ranks(v); });
+      if (mode.resume && root && !quiet)
+        std::fprintf(stderr, "bench_spurious: resuming %s (%d saved units)\n", mode.run_dir.c_str(), run_dir->units());
+      install_stop_signals();
+    }
+    // Every output is checked before training: files can be created, folders are new (or empty) and staged.
+    if (root)
+      for (const std::string& f : {out.json, out.csv, out.records})
+        if (!f.empty()) check_writable(f);
+    record_format = out.records.empty() ? RecordFormat::csv : record_format_of(out.records);
+    if (!out.models.empty()) models = std::make_unique<StagedDir>(out.models, true);
+    if (!out.features.empty()) features = std::make_unique<StagedDir>(out.features, true);
+    backend = make_backend(backend_name, backend_options);
+  } catch (...) {
+    setup_error = std::current_exception();
+  }
+  if (job) agree_on_setup(*job, setup_error);
+  else if (setup_error) std::rethrow_exception(setup_error);
   RunEnvironment env{backend->name(), backend->device(), backend->threads()};
 
   StudySinks sinks;
@@ -313,10 +357,9 @@ int run_main(StudyConfig& cfg, const std::vector<float>& ps, const std::string& 
   mode.job = &job;
   try {
     return run_study_job(cfg, ps, backend_name, backend_options, data_dir, out, quiet, mode);
-  } catch (const std::invalid_argument& e) {
-    if (job.rank() == 0) std::fprintf(stderr, "bench_spurious: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
+  } catch (const JobSetupFailed& failed) {  // reported by the rank that failed; every rank returns
+    return failed.code;
+  } catch (const std::exception& e) {  // after setup, a rank fails alone: stop the others
     job.abort(e.what(), 1);
   }
 }

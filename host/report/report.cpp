@@ -364,8 +364,18 @@ MethodTiming timing_from(const json& t) {
 
 }  // namespace
 
-StudyResult study_result_from_json(const json& part) {
+// f(), its JSON errors as std::runtime_error saying what was being read.
+template <class F>
+auto read_as(const char* what, F f) {
   try {
+    return f();
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("not ") + what + " of this version: " + e.what());
+  }
+}
+
+StudyResult study_result_from_json(const json& part) {
+  return read_as("a results file", [&] {
     StudyResult r;
     for (const json& rec : part.at("runs")) {
       r.runs.push_back(run_record_from(rec));
@@ -374,34 +384,14 @@ StudyResult study_result_from_json(const json& part) {
     }
     for (const std::string& method : r.methods) r.timing[method] = timing_from(part.at("timing").at(method));
     return r;
-  } catch (const json::exception& e) {
-    throw std::runtime_error(std::string("not a results file of this version: ") + e.what());
-  }
+  });
 }
 
-RunRecord run_record_from_json(const json& rec) {
-  try {
-    return run_record_from(rec);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(std::string("not a run record of this version: ") + e.what());
-  }
-}
+RunRecord run_record_from_json(const json& rec) { return read_as("a run record", [&] { return run_record_from(rec); }); }
 
-std::vector<CurvePoint> curves_from_json(const json& j) {
-  try {
-    return curves_from(j);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(std::string("not curves of this version: ") + e.what());
-  }
-}
+std::vector<CurvePoint> curves_from_json(const json& j) { return read_as("curves", [&] { return curves_from(j); }); }
 
-MethodTiming timing_from_json(const json& t) {
-  try {
-    return timing_from(t);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(std::string("not a timing record of this version: ") + e.what());
-  }
-}
+MethodTiming timing_from_json(const json& t) { return read_as("a timing record", [&] { return timing_from(t); }); }
 
 std::string results_csv(const StudyResult& result, double p, bool header) {
   std::ostringstream out;

@@ -19,9 +19,15 @@ bool mpi_available() {
 }
 
 bool mpi_launched() {
-  // Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; PMI launchers (Slurm's srun --mpi=pmi2/pmix, MPICH) set PMI_SIZE or
-  // PMIX_RANK.
-  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+  // Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; PMI-2 launchers (srun --mpi=pmi2, MPICH) PMI_SIZE; a PMIx srun only
+  // PMIX_RANK, with Slurm's task count beside it. A cluster whose srun speaks PMIx by default sets these for every
+  // program, so one task (a --seed-range shard of a job array) is not an MPI job.
+  auto more_than_one = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v && std::atoi(v) > 1;
+  };
+  return more_than_one("OMPI_COMM_WORLD_SIZE") || more_than_one("PMI_SIZE") ||
+         (std::getenv("PMIX_RANK") && more_than_one("SLURM_STEP_NUM_TASKS"));
 }
 
 int mpi_launch_rank() {

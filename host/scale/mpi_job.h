@@ -17,8 +17,8 @@ namespace sb {
 // Whether this build can run MPI jobs.
 bool mpi_available();
 
-// Whether an MPI launcher (Open MPI's mpirun, or a PMI launcher such as srun) started this process; read from the
-// environment, before MPI is initialised. A launch with one rank counts.
+// Whether an MPI launcher (Open MPI's mpirun, or a PMI launcher such as srun) started this process as one of several
+// ranks; read from the environment, before MPI is initialised. A launch of one rank runs as a plain process.
 bool mpi_launched();
 
 // This process's rank as the launcher's environment says (0 when not launched by MPI): before MPI is initialised,

@@ -169,6 +169,19 @@ bool RunDir::read_checked(const Entry& e, std::string& bytes) const {
   return false;
 }
 
+void RunDir::save_unit(const std::string& key, const std::string& kind, int step, const std::string& bytes) {
+  const Entry e{key, kind, file_name(key, kind, step), sha256_hex(bytes.data(), bytes.size()), step};
+  write_file_atomic(dir_ + "/" + e.file, bytes);
+  append(e);
+}
+
+bool RunDir::load_unit(const std::string& key, const std::string& kind, std::string& bytes) const {
+  bool have = false;
+  for (auto it = journal_.rbegin(); it != journal_.rend() && !have; ++it)
+    if (it->key == key && it->kind == kind) have = read_checked(*it, bytes);
+  return min_all_(have ? 1 : 0) != 0;  // an MPI job runs it again unless every rank has it
+}
+
 void RunDir::save_training(const std::string& key, const TrainingCheckpoint& c) {
   const std::string k = prefix_ + key;
   std::map<std::string, std::string> m = {{"step", std::to_string(c.step)},
@@ -178,11 +191,10 @@ void RunDir::save_training(const std::string& key, const TrainingCheckpoint& c) 
   json curves = json::array();
   for (const auto& seed : c.curves) curves.push_back(curves_json(seed));
   m["curves"] = curves.dump();
+  m["diverged_steps"] = json(c.diverged_steps).dump();
   const std::string bytes = safetensors_bytes(
       {{"params", &c.params}, {"adam_m", &c.adam_m}, {"adam_v", &c.adam_v}}, int64_t(c.curves.size()), m);
-  const Entry e{k, "training", file_name(k, "training", c.step), sha256_hex(bytes.data(), bytes.size()), c.step};
-  write_file_atomic(dir_ + "/" + e.file, bytes);
-  append(e);
+  save_unit(k, "training", c.step, bytes);
   keep_newest(k, "training", 2);
 }
 
@@ -212,6 +224,8 @@ bool RunDir::load_training(const std::string& key, TrainingCheckpoint& c) {
     c.train_s = json::parse(meta(f, "train_s")), c.eval_s = json::parse(meta(f, "eval_s"));
     c.curves.clear();
     for (const json& seed : json::parse(meta(f, "curves"))) c.curves.push_back(curves_from_json(seed));
+    c.diverged_steps = json::parse(meta(f, "diverged_steps")).get<std::vector<int>>();
+    if (c.diverged_steps.size() != c.curves.size()) throw std::runtime_error("diverged_steps and curves disagree");
     const auto& t = f.tensors.at("params");
     const size_t n = size_t(t.shape.at(0) * t.shape.at(1));
     c.params = f.f32("params", n), c.adam_m = f.f32("adam_m", n), c.adam_v = f.f32("adam_v", n);
@@ -229,18 +243,13 @@ void RunDir::save_method(const std::string& key, const MethodOutputs& m) {
       safetensors_bytes({{"params", &m.params}}, int64_t(m.records.size()),
                         {{"records", records.dump()}, {"evidence", evidence_json(m.evidence).dump()},
                          {"timing", timing_json(m.timing).dump()}});
-  const Entry e{k, "method", file_name(k, "method", 0), sha256_hex(bytes.data(), bytes.size()), 0};
-  write_file_atomic(dir_ + "/" + e.file, bytes);
-  append(e);
+  save_unit(k, "method", 0, bytes);
 }
 
 bool RunDir::load_method(const std::string& key, MethodOutputs& m) {
   const std::string k = prefix_ + key;
   std::string bytes;
-  bool have = false;
-  for (auto it = journal_.rbegin(); it != journal_.rend() && !have; ++it)
-    if (it->key == k && it->kind == "method") have = read_checked(*it, bytes);
-  if (!min_all_(have ? 1 : 0)) return false;  // an MPI job runs it again unless every rank has it
+  if (!load_unit(k, "method", bytes)) return false;
   try {
     const SafetensorsFile f = parse_safetensors(std::move(bytes), dir_ + " method " + k);
     m.records.clear();
@@ -264,18 +273,13 @@ void RunDir::save_model(const std::string& key, const SavedModel& m) {
   const std::string bytes = safetensors_bytes(
       {{"params", &m.params}}, 1,
       {{"train_s", json(m.train_s).dump()}, {"diverged_steps", json(m.diverged_steps).dump()}});
-  const Entry e{k, "model", file_name(k, "model", 0), sha256_hex(bytes.data(), bytes.size()), 0};
-  write_file_atomic(dir_ + "/" + e.file, bytes);
-  append(e);
+  save_unit(k, "model", 0, bytes);
 }
 
 bool RunDir::load_model(const std::string& key, SavedModel& m) {
   const std::string k = prefix_ + key;
   std::string bytes;
-  bool have = false;
-  for (auto it = journal_.rbegin(); it != journal_.rend() && !have; ++it)
-    if (it->key == k && it->kind == "model") have = read_checked(*it, bytes);
-  if (!min_all_(have ? 1 : 0)) return false;
+  if (!load_unit(k, "model", bytes)) return false;
   try {
     const SafetensorsFile f = parse_safetensors(std::move(bytes), dir_ + " model " + k);
     m.params = f.f32("params", size_t(f.tensors.at("params").shape.at(1)));

@@ -61,6 +61,10 @@ class RunDir final : public StudyStore {
   // The file's bytes if its checksum matches the entry's, else reported and empty.
   bool read_checked(const Entry& e, std::string& bytes) const;
   void append(const Entry& e);
+  // Writes a unit's file, then its journal line.
+  void save_unit(const std::string& key, const std::string& kind, int step, const std::string& bytes);
+  // The newest good file of a (key, kind) unit; false when there is none (or, in an MPI job, a rank has none).
+  bool load_unit(const std::string& key, const std::string& kind, std::string& bytes) const;
   void keep_newest(const std::string& key, const std::string& kind, size_t n);
   std::string file_name(const std::string& key, const std::string& kind, int step) const;
 

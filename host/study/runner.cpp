@@ -43,7 +43,7 @@ double Study::train_erm(const std::string& method, int train_set, const std::vec
     params = ckpt.params;
     backend.load_params(params.data());
     backend.set_adam_state(ckpt.adam_m.data(), ckpt.adam_v.data(), ckpt.adam_step);
-    for (int s = 0; s < S; ++s) records[s].curves = ckpt.curves[s];
+    for (int s = 0; s < S; ++s) records[s].curves = ckpt.curves[s], records[s].diverged_step = ckpt.diverged_steps[s];
     first_step = ckpt.step, train_s = ckpt.train_s, eval_s = ckpt.eval_s;
   } else {
     backend.load_params(params.data());
@@ -55,7 +55,7 @@ double Study::train_erm(const std::string& method, int train_set, const std::vec
     c.params.resize(size_t(S) * P), c.adam_m.resize(c.params.size()), c.adam_v.resize(c.params.size());
     backend.get_params(c.params.data());
     backend.get_adam_state(c.adam_m.data(), c.adam_v.data(), &c.adam_step);
-    for (int s = 0; s < S; ++s) c.curves.push_back(records[s].curves);
+    for (int s = 0; s < S; ++s) c.curves.push_back(records[s].curves), c.diverged_steps.push_back(records[s].diverged_step);
     store->save_training(method, c);
   };
   const std::vector<std::pair<std::string, int>> eval_sets = sets(Backend::kTrainingSet);

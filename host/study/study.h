@@ -168,6 +168,7 @@ struct TrainingCheckpoint {
   std::vector<float> params, adam_m, adam_v;     // (S, P) each
   int adam_step = 0;
   std::vector<std::vector<CurvePoint>> curves;   // per seed: the evaluations so far
+  std::vector<int> diverged_steps;               // per seed: RunRecord::diverged_step so far
   double train_s = 0, eval_s = 0;                // seconds so far
 };
 
