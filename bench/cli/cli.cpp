@@ -116,8 +116,7 @@ void check_resources(const StudyConfig& cfg, const Dataset& data, const Outputs&
                                           gib(m.total()).c_str(), gib(available).c_str(),
                                           m.model_bytes > m.data_bytes ? "--channels (or --seeds)" : "--seeds"));
   if (out.features.empty()) return;
-  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
-  const double per_model = double(cfg.local_seeds()) * (data.n_train + 3.0 * data.n_test) * (4.0 * shape.feature_dim() + 5);
+  const double per_model = features_bytes(cfg, data);
   int models = 0;
   for (const std::string& mth : cfg.methods) models += mth == "erm" || mth == "erm-base";
   const double need = per_model * models * n_p;
@@ -304,7 +303,7 @@ int run_study_job(StudyConfig& cfg, const std::vector<float>& ps, const std::str
                    ps.size() > 1 ? (" (" + std::to_string(i + 1) + " of " + std::to_string(ps.size()) + ")").c_str() : "",
                    cfg.channels, backend->name().c_str(), backend->device().c_str(), backend->threads());
     }
-    if (run_dir) run_dir->set_prefix(strprintf("p%.7g/", ps[i]));
+    if (run_dir) run_dir->set_prefix("p" + float_text(ps[i]) + "/");
     StudyResult result;
     try {
       result = run_study(cfg, data, *backend, progress, note, sinks, run_dir.get());

@@ -56,6 +56,9 @@ __attribute__((format(printf, 1, 2))) inline std::string strprintf(const char* f
   return out;
 }
 
+// A float setting as the decimal the user typed ("0.01", not "0.009999999776"): 7 significant digits.
+inline std::string float_text(float f) { return strprintf("%.7g", f); }
+
 // Now as ISO 8601 UTC, e.g. 2026-11-25T14:58:11Z.
 inline std::string utc_now() {
   char buf[32];

@@ -5,17 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/model.h"
+#include "core/text_util.h"
 #include "report/report.h"
 #include "report/safetensors.h"
 
 namespace sb {
 namespace {
-
-std::string p_text(float p) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.7g", p);
-  return buf;
-}
 
 // Metadata every file of a study carries (safetensors metadata values are strings).
 void describe(SafetensorsWriter& w, const char* schema, const StudyConfig& cfg, const Dataset& data,
@@ -25,7 +20,7 @@ void describe(SafetensorsWriter& w, const char* schema, const StudyConfig& cfg, 
   w.metadata("format", "pt");  // what transformers-style loaders look for; the tensors load into PyTorch as they are
   w.metadata("schema", schema);
   w.metadata("method", method);
-  w.metadata("p", p_text(cfg.spurious.p));
+  w.metadata("p", float_text(cfg.spurious.p));
   w.metadata("seed_indices", seeds.dump());
   w.metadata("config", config_json(cfg, data).dump());
   w.metadata("git_commit", git_commit());
@@ -33,10 +28,10 @@ void describe(SafetensorsWriter& w, const char* schema, const StudyConfig& cfg, 
 
 }  // namespace
 
-std::string model_file_name(const std::string& method, float p) { return method + ".p" + p_text(p) + ".safetensors"; }
+std::string model_file_name(const std::string& method, float p) { return method + ".p" + float_text(p) + ".safetensors"; }
 
 std::string features_file_name(const std::string& method, float p) {
-  return method + ".p" + p_text(p) + ".features.safetensors";
+  return method + ".p" + float_text(p) + ".features.safetensors";
 }
 
 void write_model_file(const std::string& path, const StudyConfig& cfg, const Dataset& data, const std::string& method,

@@ -56,7 +56,7 @@ RecordFormat record_format_of(const std::string& path) {
 }
 
 std::string records_text(float p, int steps, const StudyResult& result, RecordFormat format, bool header) {
-  Rows rows(format, strprintf("%.7g", p));
+  Rows rows(format, float_text(p));
   if (header && format == RecordFormat::csv) rows.text() = "p,seed_index,method,set,point,step,metric,group,value\n";
   for (const RunRecord& r : result.runs) {
     for (const CurvePoint& c : r.curves)

@@ -24,11 +24,7 @@ namespace {
 using nlohmann::json;
 
 // A float setting as the decimal the user typed (0.01, not 0.009999999776).
-json setting(float f) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.7g", f);
-  return std::strtod(buf, nullptr);
-}
+json setting(float f) { return std::strtod(float_text(f).c_str(), nullptr); }
 
 json floats_json(const std::vector<float>& v) {
   json a = json::array();

@@ -89,6 +89,12 @@ void validate(const StudyConfig& cfg, const Dataset& data) {
   validate(cfg.spurious, data.length);
 }
 
+double features_bytes(const StudyConfig& cfg, const Dataset& data) {
+  const ConvBaseShape shape{cfg.channels, data.length, data.classes};
+  // Per seed and sample: F float features, an int32 planted class and a uint8 mask (labels are per sample only).
+  return double(cfg.local_seeds()) * (data.n_train + 3.0 * data.n_test) * (4.0 * shape.feature_dim() + 5);
+}
+
 MemoryEstimate estimate_memory(const StudyConfig& cfg, const Dataset& data, bool save_features) {
   const ConvBaseShape shape{cfg.channels, data.length, data.classes};
   const double S = cfg.local_seeds(), P = double(shape.num_params()), N = data.n_train, NT = data.n_test, L = data.length,
@@ -105,7 +111,7 @@ MemoryEstimate estimate_memory(const StudyConfig& cfg, const Dataset& data, bool
   m.data_bytes = 4 * S * (N + 2 * NT) * L + 4 * S * std::max(N, NT) * L + 4 * S * std::max(N, NT) * K +
                  feature_sets * 4 * S * N * F +
                  3 * 4 * S * B * double(shape.channels) * (shape.l1() + shape.l2() + shape.l3());
-  if (save_features) m.data_bytes += 4 * S * (N + 3 * NT) * (F + 2);  // features, planted classes, masks
+  if (save_features) m.data_bytes += features_bytes(cfg, data);
   // Curves: (K + 3) numbers per set, four sets, per evaluation, seed and method, in maps (about 3x their size).
   const double points = double(cfg.steps) / cfg.eval_every + 1;
   m.data_bytes += 3 * 8 * (K + 3) * 4 * points * S * (cfg.methods.size() + cfg.afr_stage1_steps.size());

@@ -141,6 +141,10 @@ struct MemoryEstimate {
 };
 MemoryEstimate estimate_memory(const StudyConfig& cfg, const Dataset& data, bool save_features);
 
+// Bytes of one model's features on the training and three test sets with their labels, planted classes and masks:
+// what sinks.features gets per model, and about the size of its --save-features file.
+double features_bytes(const StudyConfig& cfg, const Dataset& data);
+
 // Penultimate features (flattened conv3 output: the head's input, index c * L3 + l) of one method's models on one set.
 struct FeatureSetOut {
   std::string name;               // train, test_clean, test_aligned, test_conflicting (study_sets())
