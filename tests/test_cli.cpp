@@ -25,22 +25,13 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int status;
-  std::string out, err;
-};
+using Result = SbRun;
 
 fs::path scratch() { return sb_scratch_dir("sb_cli"); }
 std::string slurp(const fs::path& p) { return sb_slurp(p); }
 
-Result run(const std::string& args) {
-  const fs::path dir = scratch();
-  const std::string cmd = sb_bench_spurious() + " " + args + " >" + (dir / "stdout").string() + " 2>" +
-                          (dir / "stderr").string() + " </dev/null";
-  const int rc = std::system(cmd.c_str());
-  Result r{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
-  return r;
-}
+// bench_spurious with these arguments, run in a fresh scratch folder (absolute paths in args work from there).
+Result run(const std::string& args) { return sb_run_in(scratch(), sb_bench_spurious() + " " + args); }
 
 // Exit 2 for a command line that asks for something that cannot run, 1 for a failure to do what it asks.
 void expect_clean_error(const std::string& args, const std::string& fragment, int status = 2) {

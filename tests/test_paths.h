@@ -3,6 +3,7 @@
 // as scripts/gpu-check.sh does.
 #pragma once
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -37,6 +38,19 @@ inline std::string sb_slurp(const std::filesystem::path& p) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// A command's exit status (-1 if it did not exit) and what it wrote.
+struct SbRun {
+  int status;
+  std::string out, err;
+};
+
+// Runs `cmd` through the shell in folder `dir`, stdin from /dev/null, stdout and stderr kept in dir/stdout, dir/stderr.
+inline SbRun sb_run_in(const std::filesystem::path& dir, const std::string& cmd) {
+  const std::string line = "cd '" + dir.string() + "' && " + cmd + " >stdout 2>stderr </dev/null";
+  const int rc = std::system(line.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, sb_slurp(dir / "stdout"), sb_slurp(dir / "stderr")};
 }
 
 // n elements of the canonical MNIST-1D array `name` (data/mnist1d/, raw little-endian).

@@ -15,16 +15,9 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int status;
-  std::string out, err;
-};
+using Result = SbRun;
 
-Result run_in(const fs::path& dir, const std::string& args) {
-  const std::string cmd = "cd " + dir.string() + " && " + sb_bench_spurious() + " " + args + " >stdout 2>stderr </dev/null";
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, sb_slurp(dir / "stdout"), sb_slurp(dir / "stderr")};
-}
+Result run_in(const fs::path& dir, const std::string& args) { return sb_run_in(dir, sb_bench_spurious() + " " + args); }
 
 // Two p values (a sweep: parts per p) and every method (DFR's and AFR's details, AFR's histogram).
 const std::string kStudy =
