@@ -189,13 +189,10 @@ void agree_on_setup(const MpiJob& job, std::exception_ptr error) {
   const int first = job.min_over_ranks(code ? job.rank() : INT_MAX);
   if (first == INT_MAX) return;
   const int all_code = job.max_over_ranks(code);
-  if (job.rank() == first) {
-    const bool everyone = job.min_over_ranks(code ? 1 : 0) == 1;
+  const bool everyone = job.min_over_ranks(code ? 1 : 0) == 1;
+  if (job.rank() == first)
     std::fprintf(stderr, "bench_spurious: error: %s%s\n",
                  everyone ? "" : strprintf("MPI rank %d of %d: ", job.rank(), job.size()).c_str(), message.c_str());
-  } else {
-    job.min_over_ranks(code ? 1 : 0);  // the collective rank `first` makes
-  }
   throw JobSetupFailed{all_code};
 }
 

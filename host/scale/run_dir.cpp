@@ -63,6 +63,17 @@ std::string meta(const SafetensorsFile& f, const std::string& key) {
   return it->second;
 }
 
+// f on a unit's file, its bytes parsed; whatever fails says which unit of which folder (its checksum matched, so
+// another version wrote it).
+template <class F>
+void decode(const std::string& unit, const std::string& dir, std::string bytes, F f) {
+  try {
+    f(parse_safetensors(std::move(bytes), dir + ": " + unit));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(unit + " in " + dir + " cannot be read: " + e.what());
+  }
+}
+
 }  // namespace
 
 void install_stop_signals() {
@@ -77,7 +88,7 @@ int stop_signal() { return g_stop_signal; }
 
 RunDir::RunDir(const std::string& dir, bool resume, const json& config, const std::vector<std::string>& command,
                int checkpoint_every)
-    : dir_(dir), command_(command), every_(checkpoint_every) {
+    : dir_(dir), config_(config), command_(command), every_(checkpoint_every) {
   if (every_ < 1) throw std::invalid_argument("--checkpoint-every must be a positive integer");
   warn_ = [](const std::string& m) { std::fprintf(stderr, "bench_spurious: warning: %s\n", m.c_str()); };
   const std::string run_json = dir + "/run.json";
@@ -217,8 +228,7 @@ bool RunDir::load_training(const std::string& key, TrainingCheckpoint& c) {
     limit = lo;
   }
   if (step == 0) return false;
-  try {
-    const SafetensorsFile f = parse_safetensors(std::move(bytes), dir_ + " checkpoint of " + k);
+  decode("the checkpoint of " + k, dir_, std::move(bytes), [&](const SafetensorsFile& f) {
     c.step = std::stoi(meta(f, "step"));
     c.adam_step = std::stoi(meta(f, "adam_step"));
     c.train_s = json::parse(meta(f, "train_s")), c.eval_s = json::parse(meta(f, "eval_s"));
@@ -229,9 +239,7 @@ bool RunDir::load_training(const std::string& key, TrainingCheckpoint& c) {
     const auto& t = f.tensors.at("params");
     const size_t n = size_t(t.shape.at(0) * t.shape.at(1));
     c.params = f.f32("params", n), c.adam_m = f.f32("adam_m", n), c.adam_v = f.f32("adam_v", n);
-  } catch (const std::exception& e) {  // its checksum matched: written by another version
-    throw std::runtime_error("the checkpoint of " + k + " in " + dir_ + " cannot be read: " + e.what());
-  }
+  });
   return true;
 }
 
@@ -250,21 +258,17 @@ bool RunDir::load_method(const std::string& key, MethodOutputs& m) {
   const std::string k = prefix_ + key;
   std::string bytes;
   if (!load_unit(k, "method", bytes)) return false;
-  try {
-    const SafetensorsFile f = parse_safetensors(std::move(bytes), dir_ + " method " + k);
+  decode("the saved method " + k, dir_, std::move(bytes), [&](const SafetensorsFile& f) {
     m.records.clear();
     for (const json& r : json::parse(meta(f, "records"))) m.records.push_back(run_record_from_json(r));
     const int S = int(m.records.size());
-    const json cfg = json::parse(slurp(dir_ + "/run.json")).at("config");
-    const json& data = cfg.at("data");
+    const json& data = config_.at("data");
     m.evidence = evidence_from_json(json::parse(meta(f, "evidence")), S, data.at("n_test"), data.at("classes"),
                                     data.at("length"), k + "'s ");
     m.timing = timing_from_json(json::parse(meta(f, "timing")));
     const auto& t = f.tensors.at("params");
     m.params = f.f32("params", size_t(t.shape.at(0) * t.shape.at(1)));
-  } catch (const std::exception& e) {
-    throw std::runtime_error("the saved method " + k + " in " + dir_ + " cannot be read: " + e.what());
-  }
+  });
   return true;
 }
 
@@ -280,14 +284,11 @@ bool RunDir::load_model(const std::string& key, SavedModel& m) {
   const std::string k = prefix_ + key;
   std::string bytes;
   if (!load_unit(k, "model", bytes)) return false;
-  try {
-    const SafetensorsFile f = parse_safetensors(std::move(bytes), dir_ + " model " + k);
+  decode("the saved model " + k, dir_, std::move(bytes), [&](const SafetensorsFile& f) {
     m.params = f.f32("params", size_t(f.tensors.at("params").shape.at(1)));
     m.train_s = json::parse(meta(f, "train_s"));
     m.diverged_steps = json::parse(meta(f, "diverged_steps")).get<std::vector<int>>();
-  } catch (const std::exception& e) {
-    throw std::runtime_error("the saved model " + k + " in " + dir_ + " cannot be read: " + e.what());
-  }
+  });
   return true;
 }
 

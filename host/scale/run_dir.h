@@ -69,6 +69,7 @@ class RunDir final : public StudyStore {
   std::string file_name(const std::string& key, const std::string& kind, int step) const;
 
   std::string dir_;
+  nlohmann::json config_;  // the run's configuration (equal to run.json's): the data's sizes for a method's evidence
   std::vector<std::string> command_;
   int every_;
   std::string prefix_;

@@ -81,12 +81,14 @@ struct ShardPart {
   std::string file;
   int begin = 0, end = 0;
   StudyResult result;
+  json environment;  // where the shard ran
 };
 
 ShardPart read_part(const std::string& file, const json& part) {
   ShardPart sp;
   sp.file = file;
   sp.result = study_result_from_json(part);
+  sp.environment = part.at("environment");
   try {
     const json& shard = part.at("shard");
     sp.begin = shard.at("seed_range").at(0), sp.end = shard.at("seed_range").at(1);
@@ -251,11 +253,9 @@ MergedStudy merge_shards(const std::vector<ShardFile>& shards) {
     merged.ps.push_back(first.at("config").at("spurious").at("p").get<float>());
     merged.parts.push_back(std::move(r));
     if (p == 0)
-      for (const ShardPart& sp : parts) shard_list.push_back({{"file", sp.file}, {"seed_range", {sp.begin, sp.end}}});
+      for (const ShardPart& sp : parts)
+        shard_list.push_back({{"file", sp.file}, {"seed_range", {sp.begin, sp.end}}, {"environment", sp.environment}});
   }
-  for (size_t i = 0; i < shard_list.size(); ++i)
-    for (const ShardFile& f : shards)
-      if (f.name == shard_list[i]["file"]) shard_list[i]["environment"] = f.doc.at("environment");
   merged.doc = study_document(std::move(out_parts));
   merged.doc["shards"] = std::move(shard_list);
   merged.steps = config.at("steps");
