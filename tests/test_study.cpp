@@ -133,3 +133,61 @@ TEST(Study, DfrAndAfrOnAShortRun) {
   EXPECT_TRUE(shared);
   EXPECT_EQ(r.cross_seed.at("afr").afr_p_histogram.size(), 20u);
 }
+
+// The bounds of issue 14 start from the models of the methods they bound: afr-oracle from afr's stage 1, probe-erm
+// from erm, probe-base from erm-base. Sharing a model must not change a result, and the oracle, choosing on the clean
+// test set, must do at least as well there as afr's held-out choice among the same heads.
+TEST(Study, BoundsShareTheirMethodsModels) {
+  Dataset data = load_embedded_mnist1d();
+  StudyConfig cfg;
+  cfg.seeds = 2;
+  cfg.steps = 300;
+  cfg.eval_every = 300;
+  cfg.dfr.subsamples = 2;
+  cfg.dfr.l1_grid = {1e-3f, 1e-2f};
+  cfg.afr.epochs = 40;
+  cfg.afr.gammas = {0, 4};
+  cfg.afr.lambdas = {0, 0.1f};
+  cfg.methods = {"erm-base", "erm", "afr", "probe-erm", "probe-base", "afr-oracle"};
+  auto backend = make_backend("cpu", 2);
+  const StudyResult all = run_study(cfg, data, *backend);
+  cfg.methods = {"afr-oracle", "probe-base"};  // each trains the model it needs itself
+  const StudyResult alone = run_study(cfg, data, *backend);
+  auto run_of = [](const StudyResult& r, const std::string& m, int s) -> const RunRecord& {
+    for (const RunRecord& run : r.runs)
+      if (run.method == m && run.seed_index == s) return run;
+    throw std::runtime_error("missing run " + m);
+  };
+  auto shared_training = [](const StudyResult& r, const std::string& m) {
+    bool shared = false;
+    for (const StageTiming& st : r.timing.at(m).stages) shared |= st.name == "erm_training" && st.shared;
+    return shared;
+  };
+  for (const std::string m : {"afr-oracle", "probe-erm", "probe-base"}) EXPECT_TRUE(shared_training(all, m)) << m;
+  for (int s = 0; s < 2; ++s) {
+    for (const std::string m : {"afr-oracle", "probe-base"})
+      for (const std::string& set : study_sets()) {
+        const SetMetrics &a = run_of(all, m, s).metrics.at(set), &b = run_of(alone, m, s).metrics.at(set);
+        EXPECT_EQ(a.accuracy, b.accuracy) << m << " " << set << " seed " << s;
+        EXPECT_EQ(a.loss, b.loss) << m << " " << set << " seed " << s;
+      }
+    const RunRecord &afr = run_of(all, "afr", s), &oracle = run_of(all, "afr-oracle", s);
+    ASSERT_TRUE(oracle.has_afr);
+    EXPECT_EQ(oracle.afr_stage1_steps, 300);
+    EXPECT_TRUE(oracle.curves.empty());  // stage 1's curve is afr's
+    // Selection scores the heads on features, the final evaluation runs the whole model: allow one sample of the
+    // smallest class (about 90 in the test set) for a rounding-level difference between the two.
+    EXPECT_GE(oracle.metrics.at("test_clean").worst_group_accuracy,
+              afr.metrics.at("test_clean").worst_group_accuracy - 0.012)
+        << "seed " << s;
+    for (const std::string m : {"probe-erm", "probe-base"}) {
+      const RunRecord& probe = run_of(all, m, s);
+      EXPECT_TRUE(probe.has_dfr);
+      EXPECT_EQ(probe.dfr_tune_worst_group.size(), 2u);
+    }
+    // erm-base's features carry the class; erm's, trained where a planted block gives 90 % of it away, less.
+    EXPECT_GT(run_of(all, "probe-base", s).metrics.at("test_clean").accuracy,
+              run_of(all, "probe-erm", s).metrics.at("test_clean").accuracy)
+        << "seed " << s;
+  }
+}

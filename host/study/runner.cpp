@@ -182,32 +182,64 @@ void Study::saliency(const std::string& method, int train_set, std::vector<RunRe
   tm.stages.push_back({"saliency", seconds_since(t0), 0, false});
 }
 
-const std::vector<float>& Study::erm_model(const std::string& for_method, MethodTiming& tm, std::vector<RunRecord>& records) {
-  SavedModel saved;
-  if (erm_params.empty() && store && store->load_model("erm model", saved)) {
-    erm_params = std::move(saved.params), erm_train_s = saved.train_s, erm_diverged = saved.diverged_steps;
-    erm_epochs = double(cfg.steps) / (N / cfg.batch);
-    if (for_method != "erm") tm.stages.push_back({"erm_training", erm_train_s, erm_epochs, true});
-    else say(for_method, "the erm model comes from the run folder");
-  } else if (erm_params.empty()) {
-    std::vector<RunRecord> scratch(S);
-    MethodTiming own;
-    erm_train_s = train_erm(for_method == "erm" ? "erm" : for_method + ": erm", sp_set, {}, cfg.steps, erm_params,
-                            for_method == "erm" ? records : scratch, for_method == "erm" ? tm : own);
-    erm_epochs = double(cfg.steps) / (N / cfg.batch);
-    erm_diverged.clear();
-    for (const RunRecord& r : for_method == "erm" ? records : scratch) erm_diverged.push_back(r.diverged_step);
-    if (store) store->save_model("erm model", {erm_params, erm_train_s, erm_diverged});
-    if (for_method != "erm") {  // this method pays for the erm model it needs
-      tm.stages.insert(tm.stages.end(), own.stages.begin(), own.stages.end());
-      tm.train_s += own.train_s, tm.eval_s += own.eval_s;
+const std::vector<float>& Study::shared_model(const SharedTraining& t, const std::string& for_method,
+                                             MethodTiming& tm, std::vector<RunRecord>& records) {
+  const bool own = for_method == t.owner;
+  auto it = shared_models.find(t.key);
+  if (it == shared_models.end()) {
+    SharedModel m;
+    const int n_rows = t.rows ? int((*t.rows)[0].size()) : N;
+    m.epochs = double(t.steps) / (n_rows / cfg.batch);
+    SavedModel saved;
+    if (store && store->load_model(t.key, saved)) {
+      m.params = std::move(saved.params), m.train_s = saved.train_s, m.diverged = saved.diverged_steps;
+      if (own) say(for_method, "the " + t.key + " comes from the run folder");
+      else tm.stages.push_back({"erm_training", m.train_s, m.epochs, true});
+    } else {
+      std::vector<RunRecord> scratch(S);
+      MethodTiming mine;
+      std::vector<RunRecord>& recs = own ? records : scratch;
+      m.train_s = train_erm(own ? t.label : for_method + ": " + t.label, t.train_set, t.rows ? *t.rows : std::vector<std::vector<int32_t>>{},
+                            t.steps, m.params, recs, own ? tm : mine);
+      for (const RunRecord& r : recs) m.diverged.push_back(r.diverged_step);
+      if (store) store->save_model(t.key, {m.params, m.train_s, m.diverged});
+      if (!own) {  // this method pays for the model it needs
+        tm.stages.insert(tm.stages.end(), mine.stages.begin(), mine.stages.end());
+        tm.train_s += mine.train_s, tm.eval_s += mine.eval_s;
+      }
     }
-  } else if (for_method != "erm") {
-    tm.stages.push_back({"erm_training", erm_train_s, erm_epochs, true});
+    it = shared_models.emplace(t.key, std::move(m)).first;
+  } else if (!own) {
+    tm.stages.push_back({"erm_training", it->second.train_s, it->second.epochs, true});
   }
-  if (for_method != "erm")  // a head refitted on a diverged erm model is as diverged
-    for (int s = 0; s < S; ++s) records[s].diverged_step = erm_diverged[s];
-  return erm_params;
+  if (!own)  // a head refitted on a diverged model is as diverged
+    for (int s = 0; s < S; ++s) records[s].diverged_step = it->second.diverged[s];
+  return it->second.params;
+}
+
+const std::vector<float>& Study::erm_model(const std::string& for_method, MethodTiming& tm,
+                                           std::vector<RunRecord>& records) {
+  return shared_model({"erm model", "erm", "erm", sp_set, nullptr, cfg.steps}, for_method, tm, records);
+}
+
+const std::vector<float>& Study::erm_base_model(const std::string& for_method, MethodTiming& tm,
+                                                std::vector<RunRecord>& records) {
+  return shared_model({"erm-base model", "erm-base", "erm-base", base_set, nullptr, cfg.steps}, for_method, tm, records);
+}
+
+void Study::make_afr_split() {
+  if (!afr_stage1_rows.empty()) return;
+  afr_stage1_rows.resize(S), afr_stage2_rows.resize(S);
+  const int m = int(std::lround(cfg.afr_stage1_fraction * N));
+  for (int s = 0; s < S; ++s) afr_stage1_rows[s] = random_rows(Purpose::afr_split, s, m, &afr_stage2_rows[s]);
+}
+
+const std::vector<float>& Study::afr_stage1_model(int steps, const std::string& owner, const std::string& for_method,
+                                                 MethodTiming& tm, std::vector<RunRecord>& records) {
+  make_afr_split();
+  return shared_model({"afr stage 1 model@" + std::to_string(steps), owner, owner + " stage 1", sp_set,
+                       &afr_stage1_rows, steps},
+                      for_method, tm, records);
 }
 
 void Study::save_features(const std::string& method, const std::vector<float>& params, int train_set) {
@@ -232,11 +264,13 @@ void Study::save_features(const std::string& method, const std::vector<float>& p
   sinks.features(method, out);
 }
 
-std::vector<float> Study::features(const std::vector<float>& params, int set) {
+Study::Features Study::features(const std::vector<float>& params, int set) {
+  const bool test = set == test_set || set == aligned_set || set == conflicting_set;
+  Features f{{}, test ? NT : N, test ? data.y_test.data() : data.y_train.data()};
   backend.load_params(params.data());
-  std::vector<float> z(size_t(S) * N * shape.feature_dim());
-  backend.set_features(set, z.data());
-  return z;
+  f.z.resize(size_t(S) * f.n * shape.feature_dim());
+  backend.set_features(set, f.z.data());
+  return f;
 }
 
 void Study::set_head(float* params_s, const Head& h) const {
@@ -252,14 +286,14 @@ Head Study::get_head(const float* params_s) const {
   return h;
 }
 
-Study::Gathered Study::gather(const std::vector<float>& z, int n, int s, const std::vector<int32_t>& rows) const {
+Study::Gathered Study::gather(const Features& f, int s, const std::vector<int32_t>& rows) const {
   const int F = shape.feature_dim();
   Gathered g;
   g.z.resize(rows.size() * F);
   g.y.resize(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
-    std::copy_n(z.data() + (size_t(s) * n + rows[i]) * F, F, g.z.data() + i * F);
-    g.y[i] = data.y_train[rows[i]];
+    std::copy_n(f.z.data() + (size_t(s) * f.n + rows[i]) * F, F, g.z.data() + i * F);
+    g.y[i] = f.y[rows[i]];
   }
   return g;
 }

@@ -39,10 +39,15 @@ struct Study {
   int base_set = -1, test_set = -1, sp_set = -1, aligned_set = -1, conflicting_set = -1;
   std::vector<int32_t> planted_conflicting;                    // (S, NT): class whose block was planted
   std::vector<int32_t> planted_train, planted_aligned;         // (S, N), (S, NT); only for sinks.features
-  std::vector<float> erm_params;                               // (S, P) once `erm` has trained
-  std::vector<int> erm_diverged;                               // (S): the erm model's diverged_step per seed
-  double erm_train_s = 0, erm_epochs = 0;
-  std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed
+  // Models trained once per run_study and shared by the methods that start from them, by SharedTraining::key.
+  struct SharedModel {
+    std::vector<float> params;   // (S, P)
+    std::vector<int> diverged;   // (S): diverged_step per seed
+    double train_s = 0, epochs = 0;
+  };
+  std::map<std::string, SharedModel> shared_models;
+  std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed, once make_afr_split has run
+  void make_afr_split();  // draws seed s's stage-1 and stage-2 rows (Purpose::afr_split), once per study
 
   std::vector<float> final_params;  // (S, P): the last method's, as finish() got them
 
@@ -51,7 +56,7 @@ struct Study {
       : cfg(c), data(d), backend(b), progress(p), note(n), sinks(k), store(st), S(c.local_seeds()), N(d.n_train), NT(d.n_test), L(d.length),
         K(d.classes), shape{c.channels, d.length, d.classes}, P(shape.num_params()) {}
 
-  // Rows of one seed's features z (S, n, F), gathered into a contiguous FeatureSet's storage.
+  // Rows of one seed's features, gathered with their labels into a contiguous FeatureSet's storage.
   struct Gathered {
     std::vector<float> z;
     std::vector<int32_t> y;
@@ -88,20 +93,44 @@ struct Study {
   // Global seed index of local seed s (StudyConfig::seed_begin + s): what every random stream of the seed is keyed by.
   uint32_t seed_index(int s) const { return uint32_t(cfg.seed_begin + s); }
 
-  // The erm model (S, P), trained once and shared by erm, dfr*, afr-source.
+  // A training that several methods start from. The owner reports it as its own (its curves and training time);
+  // any other method that needs it records a shared stage of that time and inherits the seeds' divergence.
+  struct SharedTraining {
+    std::string key;    // names it in the store (and in progress, for a method that is not the owner)
+    std::string owner;  // the method whose result the training is
+    std::string label;  // the owner's name for it in progress and checkpoints
+    int train_set = -1;
+    const std::vector<std::vector<int32_t>>* rows = nullptr;  // per-seed subset of train_set, or null: all rows
+    int steps = 0;
+  };
+  // The model of `t` (S, P): trained by the first method that needs it (or loaded from the store) and kept.
+  const std::vector<float>& shared_model(const SharedTraining& t, const std::string& for_method, MethodTiming& tm,
+                                         std::vector<RunRecord>& records);
+  // The shared trainings of the study: erm (on D_sp; erm, dfr*, probe-erm, afr-source), erm-base (on D_base;
+  // erm-base, probe-base) and AFR's stage 1 with `steps` steps (on the stage-1 rows of D_sp; afr, afr-oracle).
   const std::vector<float>& erm_model(const std::string& for_method, MethodTiming& tm, std::vector<RunRecord>& records);
+  const std::vector<float>& erm_base_model(const std::string& for_method, MethodTiming& tm,
+                                           std::vector<RunRecord>& records);
+  const std::vector<float>& afr_stage1_model(int steps, const std::string& owner, const std::string& for_method,
+                                             MethodTiming& tm, std::vector<RunRecord>& records);
 
   // sinks.features, if set: the features of params (S, P) on the training set train_set and the three test sets.
   void save_features(const std::string& method, const std::vector<float>& params, int train_set);
 
-  // Head inputs (S, N, F) of `params` for the training inputs of kept set `set` (D_base or D_sp).
-  std::vector<float> features(const std::vector<float>& params, int set);
+  // Head inputs of `params` for the inputs of kept set `set`: (S, n, F), with n and the labels of that set (the
+  // training rows for D_base and D_sp, the test rows for a test set).
+  struct Features {
+    std::vector<float> z;
+    int n = 0;
+    const int32_t* y = nullptr;  // (n)
+  };
+  Features features(const std::vector<float>& params, int set);
 
   void set_head(float* params_s, const Head& h) const;
 
   Head get_head(const float* params_s) const;
 
-  Gathered gather(const std::vector<float>& z, int n, int s, const std::vector<int32_t>& rows) const;
+  Gathered gather(const Features& f, int s, const std::vector<int32_t>& rows) const;
 
   // Seed s's random subset of m training rows from `purpose`'s stream (partial Fisher-Yates), ascending.
   std::vector<int32_t> random_rows(Purpose purpose, int s, int m, std::vector<int32_t>* rest = nullptr) const;

@@ -1,10 +1,12 @@
 // AFR (study.md §4.3): stage 1 an ERM model (on 80 % of D_sp, or the erm model itself in the source's variant),
 // stage 2 its head retrained on the held-out rows with weights that favour what stage 1 got wrong (fit_afr in
-// study/heads.h), the grid point and epoch chosen on the clean version of those rows.
+// study/heads.h), the grid point and epoch chosen on the clean version of those rows. afr-oracle chooses them on the
+// clean test set instead: what the best selector could get out of stage 2, an upper bound (issue 14).
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "study/methods/methods.h"
 #include "study/runner.h"
@@ -12,39 +14,39 @@
 namespace sb {
 namespace {
 
-// Seed s's stage-1 and stage-2 rows, drawn once per study (every AFR variant and stage-1 sweep shares them).
-void make_afr_split(Study& st) {
-  if (!st.afr_stage1_rows.empty()) return;
-  st.afr_stage1_rows.resize(st.S), st.afr_stage2_rows.resize(st.S);
-  const int m = int(std::lround(st.cfg.afr_stage1_fraction * st.N));
-  for (int s = 0; s < st.S; ++s)
-    st.afr_stage1_rows[s] = st.random_rows(Purpose::afr_split, s, m, &st.afr_stage2_rows[s]);
-}
+// Which rows choose AFR's grid point and epoch.
+enum class AfrSelector {
+  held_out,  // the paper's: worst-group accuracy on the clean (D_base) version of the stage-2 rows
+  oracle,    // an upper bound, not a method: worst-group accuracy on the clean test set itself
+};
 
-void reweight_head(Study& st, MethodRun& run, bool source_variant) {
+void reweight_head(Study& st, MethodRun& run, bool source_variant, AfrSelector selector) {
   const std::string& method = run.name;
   const StudyConfig& cfg = st.cfg;
-  make_afr_split(st);
-  std::vector<float> params;
-  if (source_variant) {
-    params = st.erm_model(method, run.tm, run.records);  // stage 1 = erm, which trained on the stage-2 rows too
-  } else {
-    st.train_erm(method + " stage 1", st.sp_set, st.afr_stage1_rows, run.stage1_steps, params, run.records, run.tm);
-  }
+  // Stage 1 = erm in the source's variant (it trained on the stage-2 rows too); else its own model, shared by afr and
+  // afr-oracle with the same stage-1 steps (afr@N and afr-oracle@N in a sweep).
+  const size_t at = method.find('@');
+  const std::string owner = "afr" + (at == std::string::npos ? std::string() : method.substr(at));
+  st.make_afr_split();
+  std::vector<float> params = source_variant ? st.erm_model(method, run.tm, run.records)
+                                             : st.afr_stage1_model(run.stage1_steps, owner, method, run.tm, run.records);
   st.say(method, "stage 2: reweighted head on " + std::to_string(st.afr_stage2_rows[0].size()) +
                      " samples per seed, " + std::to_string(cfg.afr.gammas.size() * cfg.afr.lambdas.size()) +
                      " grid points x " + std::to_string(cfg.afr.epochs) + " epochs");
   auto t0 = Clock::now();
-  const std::vector<float> z_sp = st.features(params, st.sp_set);
-  const std::vector<float> z_base = st.features(params, st.base_set);
+  const Study::Features z_sp = st.features(params, st.sp_set);
+  const Study::Features z_val = st.features(params, selector == AfrSelector::oracle ? st.test_set : st.base_set);
+  std::vector<int32_t> test_rows(selector == AfrSelector::oracle ? st.NT : 0);
+  std::iota(test_rows.begin(), test_rows.end(), 0);
   run.tm.stages.push_back({"features", seconds_since(t0), 0, false});
   t0 = Clock::now();
   std::vector<std::vector<float>> p_true(st.S);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(st.backend.threads())
   for (int s = 0; s < st.S; ++s) {
-    // Stage 2 sees the held-out rows as in D_sp; validation is the clean (D_base) version of the same rows.
-    const Study::Gathered train = st.gather(z_sp, st.N, s, st.afr_stage2_rows[s]);
-    const Study::Gathered val = st.gather(z_base, st.N, s, st.afr_stage2_rows[s]);
+    // Stage 2 sees the held-out rows as in D_sp; validation is the clean (D_base) version of the same rows, or for
+    // the oracle the clean test set.
+    const Study::Gathered train = st.gather(z_sp, s, st.afr_stage2_rows[s]);
+    const Study::Gathered val = st.gather(z_val, s, selector == AfrSelector::oracle ? test_rows : st.afr_stage2_rows[s]);
     float* ps = params.data() + size_t(s) * st.P;
     AfrResult r = fit_afr(train.set(), st.get_head(ps), val.set(), cfg.afr);
     st.set_head(ps, r.head);
@@ -65,7 +67,8 @@ void reweight_head(Study& st, MethodRun& run, bool source_variant) {
 
 }  // namespace
 
-void run_afr(Study& st, MethodRun& run) { reweight_head(st, run, false); }
-void run_afr_source(Study& st, MethodRun& run) { reweight_head(st, run, true); }
+void run_afr(Study& st, MethodRun& run) { reweight_head(st, run, false, AfrSelector::held_out); }
+void run_afr_source(Study& st, MethodRun& run) { reweight_head(st, run, true, AfrSelector::held_out); }
+void run_afr_oracle(Study& st, MethodRun& run) { reweight_head(st, run, false, AfrSelector::oracle); }
 
 }  // namespace sb

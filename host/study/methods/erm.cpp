@@ -6,8 +6,7 @@
 namespace sb {
 
 void run_erm_base(Study& st, MethodRun& run) {
-  std::vector<float> params;
-  st.train_erm(run.name, st.base_set, {}, run.stage1_steps, params, run.records, run.tm);  // one D_base for all seeds
+  const std::vector<float>& params = st.erm_base_model(run.name, run.tm, run.records);  // one D_base for all seeds
   st.finish(run.name, params, st.base_set, run.records, run.evidence, run.tm);
   st.save_features(run.name, params, st.base_set);
 }

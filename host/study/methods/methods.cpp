@@ -11,6 +11,11 @@ const std::vector<Method>& study_methods() {
       {"dfr-source", "last-layer retraining on D_base, the source's variant", run_dfr_source},
       {"afr", "automatic feature reweighting, the paper's variant", run_afr, true},
       {"afr-source", "automatic feature reweighting, the source's variant", run_afr_source},
+      // Not methods but measurements (issue 14; not in the default list): what a head-only fix could get at best.
+      {"probe-erm", "linear probe on erm's frozen features fitted on all of D_base: DFR's upper bound", run_probe_erm},
+      {"probe-base", "linear probe on erm-base's frozen features fitted on all of D_base", run_probe_base},
+      {"afr-oracle", "AFR with its grid point and epoch chosen on the clean test set: an upper bound, not a method",
+       run_afr_oracle, true},
   };
   return methods;
 }

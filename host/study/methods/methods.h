@@ -1,5 +1,5 @@
-// The study's methods (study.md §4), one file each: erm.cpp (erm-base, erm), dfr.cpp (dfr, dfr-source), afr.cpp
-// (afr, afr-source), listed once in methods.cpp. The command line's help, the configuration's validation and
+// The study's methods (study.md §4), one file each: erm.cpp (erm-base, erm), dfr.cpp (dfr, dfr-source, and the
+// probes probe-erm, probe-base), afr.cpp (afr, afr-source, and the bound afr-oracle), listed once in methods.cpp. The command line's help, the configuration's validation and
 // run_study's dispatch all read that list. Each method is written against the stages of study/runner.h.
 #pragma once
 #include <string>
@@ -36,7 +36,10 @@ void run_erm_base(Study& study, MethodRun& run);  // erm.cpp
 void run_erm(Study& study, MethodRun& run);
 void run_dfr(Study& study, MethodRun& run);  // dfr.cpp
 void run_dfr_source(Study& study, MethodRun& run);
+void run_probe_erm(Study& study, MethodRun& run);
+void run_probe_base(Study& study, MethodRun& run);
 void run_afr(Study& study, MethodRun& run);  // afr.cpp
 void run_afr_source(Study& study, MethodRun& run);
+void run_afr_oracle(Study& study, MethodRun& run);
 
 }  // namespace sb
