@@ -36,7 +36,10 @@ STAGE_COLOURS = {"erm_training": "#4c72b0", "periodic_evaluation": "#937860", "f
                  "head_fit": "#55a868", "final_evaluation": "#c44e52", "saliency": "#8172b3"}
 UNLISTED_COLOUR = "#c8c8c8"
 METHOD_COLOURS = {"erm-base": "#7f7f7f", "erm": "#1f77b4", "dfr": "#2ca02c", "dfr-source": "#98df8a",
-                  "afr": "#d62728", "afr-source": "#ff9896"}
+                  "afr": "#d62728", "afr-source": "#ff9896",
+                  "probe-erm": "#2ca02c", "probe-base": "#7f7f7f", "afr-oracle": "#d62728"}
+# Upper bounds of a head-only fix (issue 14), not methods: drawn dashed, in the colour of what they bound.
+BOUNDS = {"probe-erm", "probe-base", "afr-oracle"}
 BAND_PERCENTILES = (10, 90)  # the seed band of the per-class curves
 REPO = Path(__file__).resolve().parent.parent
 
@@ -245,8 +248,8 @@ def figure_saliency(r, view, methods, set_name):
 
 
 def figure_afr_histogram(r, view, methods):
-    hists = {m: view["cross_seed"][m]["afr_p_histogram"] for m in methods
-             if "afr_p_histogram" in view["cross_seed"].get(m, {})}
+    hists = {m: view["cross_seed"][m]["afr_p_histogram"] for m in methods  # afr-oracle's stage 1 is afr's
+             if "afr_p_histogram" in view["cross_seed"].get(m, {}) and m not in BOUNDS}
     if not hists:
         return None
     fig, ax = plt.subplots(figsize=(9, 4.8))
@@ -444,7 +447,8 @@ def figure_p_sweep(r, methods):
             mean = np.array([s["mean"] if s else np.nan for s in stats])
             lo = np.array([s["ci95"][0] if s and s.get("ci95") else np.nan for s in stats])
             hi = np.array([s["ci95"][1] if s and s.get("ci95") else np.nan for s in stats])
-            ax.plot(ps, mean, "o-", color=colour(m, i), lw=2, ms=4, label=m)
+            ax.plot(ps, mean, "o--" if m in BOUNDS else "o-", color=colour(m, i), lw=2, ms=4,
+                    label=f"{m} (bound)" if m in BOUNDS else m)
             ax.fill_between(ps, lo, hi, color=colour(m, i), alpha=0.2)
         ax.set_xlabel("p (share of each class with the planted feature)")
         ax.set_ylabel(f"clean test {label}")
@@ -754,7 +758,8 @@ def make_report(args):
         "with the mean and its 95 % CI (black), per method and test set.")
     if "sweep" in r:
         add("p_sweep.svg", figure_p_sweep(r, methods),
-            "clean test accuracy and worst-group accuracy against p, mean and 95 % CI over seeds.")
+            "clean test accuracy and worst-group accuracy against p, mean and 95 % CI over seeds; dashed: the "
+            "upper bounds of a head-only fix (probe-erm, probe-base, afr-oracle), not methods.")
     add("curves.svg", figure_curves(r, view, methods),
         "test accuracy during ERM training (AFR: stage 1), mean and min–max over seeds; DFR and afr-source "
         "train no network and have no curves.")
