@@ -63,6 +63,40 @@ void expect_resume_exact(const std::string& backend_name, const std::vector<int>
 // first 29 questions, the 30th follows erm-base, erm's steps are the 31st to 59th, and so on.
 TEST(Resume, CpuBitwiseAtEveryKindOfStop) { expect_resume_exact("cpu", {5, 14, 29, 30, 45, 60, 61, 75, 90}); }
 
+// --save-features hands out erm-base's and erm's features once per method, also when the method was finished in the
+// store before the stop (then from its saved parameters): the same bytes as an uninterrupted run's.
+TEST(Resume, FeaturesOfMethodsFinishedBeforeTheStop) {
+  const Dataset data = load_dataset("");
+  std::unique_ptr<Backend> backend = make_backend("cpu", 1);
+  StudyConfig cfg = small_config();
+  cfg.methods = {"erm-base", "erm", "dfr"};
+  using Features = std::map<std::string, std::vector<float>>;  // "method set" -> z
+  const size_t F = ConvBaseShape{cfg.channels, data.length, data.classes}.feature_dim();
+  auto collect = [F](Features& into) {
+    StudySinks sinks;
+    sinks.features = [&into, F](const std::string& method, const std::vector<FeatureSetOut>& sets) {
+      for (const FeatureSetOut& f : sets) {
+        std::vector<float>& z = into[method + " " + f.name];
+        ASSERT_TRUE(z.empty()) << method << " " << f.name << " handed out twice";
+        z.assign(f.z, f.z + size_t(2) * f.n * F);
+      }
+    };
+    return sinks;
+  };
+  Features reference;
+  run_study(cfg, data, *backend, {}, {}, collect(reference));
+  ASSERT_EQ(reference.size(), 8u);
+  for (int stop : {30, 45}) {  // after erm-base; inside erm's training
+    MemoryStore store;
+    store.stop_after = stop;
+    Features first, second;
+    EXPECT_THROW(run_study(cfg, data, *backend, {}, {}, collect(first), &store), StudyStopped);
+    store.stop_after = 0;
+    run_study(cfg, data, *backend, {}, {}, collect(second), &store);
+    EXPECT_EQ(second, reference) << "stop " << stop;
+  }
+}
+
 // The device backends: one training stopped half-way (what crosses the checkpoint is the backend's Adam state), small
 // enough for the CPU emulation of CUDA.
 StudyConfig device_config() {

@@ -93,7 +93,7 @@ TEST_F(Shards, RefusesSetsThatAreNotOneStudy) {
   expect_refused("a.json b.json", "seeds 3..4 of the study's 5 are in no shard given");
   expect_refused("a.json b.json c.json b.json", "both hold seeds 2..2");
   expect_refused("a.json b.json full.json", "full.json is not a shard");
-  expect_refused("a.json b.json missing.json", "cannot read missing.json", 1);
+  expect_refused("a.json b.json missing.json", "cannot open missing.json", 1);
   std::ofstream(dir / "cut.json") << sb_slurp(dir / "b.json").substr(0, 5000);
   expect_refused("a.json cut.json c.json", "cut.json is not a JSON document", 1);
   // Another configuration: the differing settings are named.

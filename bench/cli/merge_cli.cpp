@@ -1,13 +1,11 @@
 #include "cli/merge_cli.h"
 
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <stdexcept>
 
+#include "core/file_util.h"
 #include "report/records.h"
 #include "report/report.h"
 #include "scale/shard.h"
@@ -36,12 +34,9 @@ int run_merge(const MergeCommand& cmd) {
     if (!f.empty()) check_writable(f);
   std::vector<ShardFile> shards;
   for (const std::string& name : cmd.shards) {
-    std::ifstream in(name, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read " + name + ": " + std::strerror(errno));
-    std::stringstream text;
-    text << in.rdbuf();
+    const std::string text = read_file(name);
     try {
-      shards.push_back({name, nlohmann::json::parse(text.str())});
+      shards.push_back({name, nlohmann::json::parse(text)});
     } catch (const nlohmann::json::parse_error& e) {
       throw std::runtime_error(name + " is not a JSON document (truncated?): " + e.what());
     }

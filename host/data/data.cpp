@@ -2,16 +2,15 @@
 
 #include <openssl/evp.h>
 
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <sstream>
 #include <stdexcept>
 
+#include "core/file_util.h"
 #include "data/npy.h"
 
 extern "C" {
@@ -33,12 +32,6 @@ const std::map<std::string, std::string> kCanonicalSha256 = {
 };
 
 constexpr int kCanonicalLength = 40;
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("data: cannot open " + path + ": " + std::strerror(errno));
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 
 void check_sha256(const std::string& name, const std::string& bytes, const std::string& expected) {
   const std::string got = sha256_hex(bytes.data(), bytes.size());

@@ -9,9 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 
+#include "core/file_util.h"
 #include "core/text_util.h"
 #include "data/data.h"
 #include "report/report.h"
@@ -29,14 +29,6 @@ volatile std::sig_atomic_t g_stop_signal = 0;
 void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 const char* kRunSchema = "spurious-bench/run/v1";
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A key as part of a file name: letters, digits, '.', '-' kept, anything else '_'.
 std::string file_safe(const std::string& key) {
@@ -94,7 +86,7 @@ RunDir::RunDir(const std::string& dir, bool resume, const json& config, const st
   const std::string run_json = dir + "/run.json";
   if (resume) {
     if (!fs::is_directory(dir)) throw std::invalid_argument("--resume " + dir + ": no such run folder");
-    const std::string text = slurp(run_json);
+    const std::string text = read_file_if_present(run_json);
     json saved;
     try {
       saved = json::parse(text);
@@ -112,7 +104,7 @@ RunDir::RunDir(const std::string& dir, bool resume, const json& config, const st
     // line starts on its own.
     for (const auto& f : fs::directory_iterator(dir))
       if (f.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(f.path());
-    const std::string journal = slurp(dir + "/journal.jsonl");
+    const std::string journal = read_file_if_present(dir + "/journal.jsonl");
     if (!journal.empty() && journal.back() != '\n') {
       std::ofstream(dir + "/journal.jsonl", std::ios::app) << '\n';
     }
@@ -173,7 +165,7 @@ void RunDir::keep_newest(const std::string& key, const std::string& kind, size_t
 }
 
 bool RunDir::read_checked(const Entry& e, std::string& bytes) const {
-  bytes = slurp(dir_ + "/" + e.file);
+  bytes = read_file_if_present(dir_ + "/" + e.file);
   if (!bytes.empty() && sha256_hex(bytes.data(), bytes.size()) == e.sha256) return true;
   warn_(dir_ + "/" + e.file + (bytes.empty() ? " is missing" : " is damaged (checksum)") + ": not loaded, " +
         (e.kind == "training" ? "using the checkpoint before it" : "running " + e.key + " again"));

@@ -139,7 +139,7 @@ std::vector<std::map<std::string, SetMetrics>> Study::evaluate_sets(const std::v
 void Study::finish(const std::string& method, const std::vector<float>& params, int train_set,
     std::vector<RunRecord>& records, MethodSeedEvidence& ev, MethodTiming& tm) {
   if (sinks.model) sinks.model(method, params);
-  if (store) final_params = params;
+  if (store || sinks.features) final_params = params;  // kept for the run folder and run_study's --save-features
   const auto t0 = Clock::now();
   backend.load_params(params.data());
   std::vector<std::map<std::string, SetMetrics>> metrics = evaluate_sets(sets(train_set), &ev.predictions);

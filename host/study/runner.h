@@ -49,7 +49,7 @@ struct Study {
   std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed, once make_afr_split has run
   void make_afr_split();  // draws seed s's stage-1 and stage-2 rows (Purpose::afr_split), once per study
 
-  std::vector<float> final_params;  // (S, P): the last method's, as finish() got them
+  std::vector<float> final_params;  // (S, P): the last method's, as finish() got them (or the run folder gave them)
 
   Study(const StudyConfig& c, const Dataset& d, Backend& b, const ProgressFn& p, const NoteFn& n, const StudySinks& k,
         StudyStore* st)

@@ -179,8 +179,7 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
         st.say(method, "done in the run folder");
         records = std::move(saved.records), evidence = std::move(saved.evidence), tm = saved.timing;
         if (sinks.model) sinks.model(method, saved.params);
-        if (sinks.features && (method == "erm-base" || method == "erm"))
-          st.save_features(method, saved.params, method == "erm" ? st.sp_set : st.base_set);
+        st.final_params = std::move(saved.params);
       } else {
         MethodRun run{method, stage1_steps, records, evidence, tm};
         m.run(st, run);
@@ -190,6 +189,8 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
           if (store->stop_requested()) throw StudyStopped("the end of " + method);
         }
       }
+      if (m.features != Method::Features::none)
+        st.save_features(method, st.final_params, m.features == Method::Features::d_sp ? st.sp_set : st.base_set);
       result.timing[method] = tm;
       result.methods.push_back(method);
       for (auto& r : records) result.runs.push_back(std::move(r));

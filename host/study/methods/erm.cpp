@@ -8,13 +8,11 @@ namespace sb {
 void run_erm_base(Study& st, MethodRun& run) {
   const std::vector<float>& params = st.erm_base_model(run.name, run.tm, run.records);  // one D_base for all seeds
   st.finish(run.name, params, st.base_set, run.records, run.evidence, run.tm);
-  st.save_features(run.name, params, st.base_set);
 }
 
 void run_erm(Study& st, MethodRun& run) {
   const std::vector<float>& params = st.erm_model(run.name, run.tm, run.records);
   st.finish(run.name, params, st.sp_set, run.records, run.evidence, run.tm);
-  st.save_features(run.name, params, st.sp_set);
 }
 
 }  // namespace sb

@@ -5,8 +5,8 @@ namespace sb {
 
 const std::vector<Method>& study_methods() {
   static const std::vector<Method> methods = {
-      {"erm-base", "ERM on D_base", run_erm_base},
-      {"erm", "ERM on D_sp", run_erm},
+      {"erm-base", "ERM on D_base", run_erm_base, false, Method::Features::d_base},
+      {"erm", "ERM on D_sp", run_erm, false, Method::Features::d_sp},
       {"dfr", "last-layer retraining on D_base, the paper's variant", run_dfr},
       {"dfr-source", "last-layer retraining on D_base, the source's variant", run_dfr_source},
       {"afr", "automatic feature reweighting, the paper's variant", run_afr, true},

@@ -25,6 +25,9 @@ struct Method {
   std::string summary;              // a few words for --help
   void (*run)(Study& study, MethodRun& run);
   bool stage1_sweep = false;        // --afr-stage1-steps N1,N2,... runs it once per N, as name@N
+  // --save-features writes this method's features on its training set: the kept set its network trained on (a
+  // method found finished in a run folder writes them again from its saved parameters).
+  enum class Features { none, d_base, d_sp } features = Features::none;
 };
 
 // Every method, in the order the main job runs them.
