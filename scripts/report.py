@@ -612,11 +612,12 @@ def cross_seed_table(view, methods):
         rows.append((m, fmt(u.get("test_aligned"), 2), fmt(u.get("test_conflicting"), 2),
                      fmt(d.get("test_clean")), fmt(d.get("test_aligned")), fmt(d.get("test_conflicting")),
                      fmt(b.get("test_clean"), 2), fmt(b.get("test_conflicting"), 2),
+                     stat_cell(cs.get("worst_group_gain_vs_erm", {}).get("test_clean")),
                      fmt(sr("train")["mean"]) if sr("train") else "–",
                      fmt(sr("test_clean")["mean"]) if sr("test_clean") else "–"))
     return table(["method", "underspec. aligned", "underspec. conflicting", "disagreement clean",
                   "disagreement aligned", "disagreement conflicting", "beats erm (wg, clean)",
-                  "beats erm (wg, conflicting)", "shortcut reliance train", "shortcut reliance clean"], rows)
+                  "beats erm (wg, conflicting)", "wg gain over erm, paired (clean)", "shortcut reliance train", "shortcut reliance clean"], rows)
 
 
 def choices_table(view, methods):

@@ -262,6 +262,21 @@ TEST(Cli, ResultsJsonHasTheSchema) {
     EXPECT_EQ(j["cross_seed"][method]["saliency"]["sets"]["test_clean"].size(), 400u);  // 10 classes x 40
     EXPECT_TRUE(j["cross_seed"][method]["disagreement"]["test_clean"].is_number());
     EXPECT_TRUE(j["cross_seed"][method]["beats_erm_worst_group"]["test_clean"].is_number());
+    // The paired gain over erm is the mean of the per-seed differences of the runs written beside it.
+    double sum = 0;
+    int pairs = 0;
+    for (const auto& run : j["runs"])
+      if (run["method"] == method)
+        for (const auto& e : j["runs"])
+          if (e["method"] == "erm" && e["seed_index"] == run["seed_index"])
+            sum += run["metrics"]["test_clean"]["worst_group_accuracy"].get<double>() -
+                   e["metrics"]["test_clean"]["worst_group_accuracy"].get<double>(),
+                ++pairs;
+    const auto& gain = j["cross_seed"][method]["worst_group_gain_vs_erm"]["test_clean"];
+    ASSERT_GT(pairs, 0) << method;
+    EXPECT_NEAR(gain["mean"].get<double>(), sum / pairs, 1e-12) << method;
+    EXPECT_LE(gain["ci95"][0].get<double>(), gain["mean"].get<double>()) << method;
+    if (std::string(method) == "erm") EXPECT_EQ(gain["std"].get<double>(), 0.0);
   }
   for (const char* method : {"erm-base", "erm", "afr"}) {
     EXPECT_GT(j["timing"][method]["seed_steps_per_s"].get<double>(), 0.0);

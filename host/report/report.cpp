@@ -241,6 +241,7 @@ json results_json(const json& config, const json& environment, const StudyResult
     cm["underspecification"] = c.underspecification;
     cm["disagreement"] = c.disagreement;
     if (!c.beats_erm_worst_group.empty()) cm["beats_erm_worst_group"] = c.beats_erm_worst_group;
+    for (const auto& [set, st] : c.worst_group_gain_vs_erm) cm["worst_group_gain_vs_erm"][set] = stats_json(st);
     if (!c.afr_p_histogram.empty()) cm["afr_p_histogram"] = {{"bins", 20}, {"range", {0, 1}}, {"counts", vec_json(c.afr_p_histogram)}};
     if (!c.saliency.empty()) {
       json sal;
@@ -475,11 +476,11 @@ void write_file_atomic(const std::string& path, const std::vector<FilePart>& par
 
 std::string cross_seed_table(const StudyResult& result) {
   // Every column names its set: underspecification (std of accuracy on a shifted set over std on test_clean) on
-  // test_aligned and test_conflicting, disagreement on test_clean and test_conflicting, beats-erm on test_clean's
-  // worst group, shortcut reliance on test_clean.
-  std::string out = strprintf("%-12s %-17s %-21s %-19s %-23s %-20s %-20s\n", "method", "underspec aligned",
+  // test_aligned and test_conflicting, disagreement on test_clean and test_conflicting, beats-erm and the paired gain
+  // over erm on test_clean's worst group, shortcut reliance on test_clean.
+  std::string out = strprintf("%-12s %-17s %-21s %-19s %-23s %-20s %-28s %-20s\n", "method", "underspec aligned",
                               "underspec conflicting", "disagreement clean", "disagreement conflicting",
-                              "beats erm (wg clean)", "shortcut rel. clean");
+                              "beats erm (wg clean)", "wg gain vs erm (clean) [95%]", "shortcut rel. clean");
   for (const auto& m : result.methods) {
     const MethodCrossSeed& c = result.cross_seed.at(m);
     auto get = [](const std::map<std::string, double>& mp, const char* k) {
@@ -490,10 +491,15 @@ std::string cross_seed_table(const StudyResult& result) {
     int n = 0;
     for (const RunRecord& r : result.runs)
       if (r.method == m && r.shortcut_reliance.count("test_clean")) rel += r.shortcut_reliance.at("test_clean"), ++n;
-    out += strprintf("%-12s %-17.2f %-21.2f %-19.4f %-23.4f %-20.2f %-20.4f\n", m.c_str(),
+    const auto gain = c.worst_group_gain_vs_erm.find("test_clean");
+    const std::string gain_text = gain == c.worst_group_gain_vs_erm.end()
+                                      ? "nan"
+                                      : strprintf("%+.3f [%+.3f, %+.3f]", gain->second.mean, gain->second.ci95_lo,
+                                                  gain->second.ci95_hi);
+    out += strprintf("%-12s %-17.2f %-21.2f %-19.4f %-23.4f %-20.2f %-28s %-20.4f\n", m.c_str(),
                     get(c.underspecification, "test_aligned"), get(c.underspecification, "test_conflicting"),
                     get(c.disagreement, "test_clean"), get(c.disagreement, "test_conflicting"),
-                    get(c.beats_erm_worst_group, "test_clean"), n ? rel / n : std::nan(""));
+                    get(c.beats_erm_worst_group, "test_clean"), gain_text.c_str(), n ? rel / n : std::nan(""));
   }
   return out;
 }

@@ -206,6 +206,7 @@ const std::vector<float>& Study::shared_model(const SharedTraining& t, const std
       if (!own) {  // this method pays for the model it needs
         tm.stages.insert(tm.stages.end(), mine.stages.begin(), mine.stages.end());
         tm.train_s += mine.train_s, tm.eval_s += mine.eval_s;
+        tm.seed_steps_per_s = mine.seed_steps_per_s, tm.epoch_s = mine.epoch_s;
       }
     }
     it = shared_models.emplace(t.key, std::move(m)).first;

@@ -242,15 +242,17 @@ void compute_cross_seed(StudyResult& result) {
       for (const RunRecord* r : runs.at("erm")) erm[r->seed_index] = r;
       for (const std::string& set : study_sets()) {
         double wins = 0;
-        int pairs = 0;
+        std::vector<double> gains;
         for (const RunRecord* r : seeds) {
           const RunRecord& e = *erm.at(r->seed_index);
           if (e.diverged_step) continue;
           const double a = r->metrics.at(set).worst_group_accuracy, b = e.metrics.at(set).worst_group_accuracy;
           wins += a > b ? 1.0 : a == b ? 0.5 : 0.0;
-          ++pairs;
+          gains.push_back(a - b);
         }
-        if (pairs) cross.beats_erm_worst_group[set] = wins / pairs;
+        if (gains.empty()) continue;
+        cross.beats_erm_worst_group[set] = wins / double(gains.size());
+        cross.worst_group_gain_vs_erm[set] = seed_stats(gains);
       }
     }
     // Saliency per (class, feature): the seeds' sums, in seed order, over seeds and the class's samples.

@@ -108,6 +108,9 @@ struct MethodCrossSeed {
   std::map<std::string, double> disagreement;
   // Share of seeds whose worst-group accuracy beats `erm` of the same seed index (ties count half), per set.
   std::map<std::string, double> beats_erm_worst_group;
+  // The method's worst-group accuracy minus `erm`'s on the same seed index, over seeds, per set: the paired gain and
+  // its t-interval (seeds share their data and initialisation, so the pairs remove the seed-to-seed spread).
+  std::map<std::string, SeedStats> worst_group_gain_vs_erm;
   // Saliency per (class, feature), mean over seeds and samples, per set; (classes * length).
   std::map<std::string, std::vector<double>> saliency;
   std::vector<double> afr_p_histogram;  // AFR: stage-1 p_true on the stage-2 set, 20 bins over [0, 1]
