@@ -207,14 +207,17 @@ const std::vector<float>& Study::shared_model(const SharedTraining& t, const std
         tm.stages.insert(tm.stages.end(), mine.stages.begin(), mine.stages.end());
         tm.train_s += mine.train_s, tm.eval_s += mine.eval_s;
         tm.seed_steps_per_s = mine.seed_steps_per_s, tm.epoch_s = mine.epoch_s;
+        m.trained = std::move(scratch);
       }
     }
     it = shared_models.emplace(t.key, std::move(m)).first;
-  } else if (!own) {
+  } else {
     tm.stages.push_back({"erm_training", it->second.train_s, it->second.epochs, true});
+    if (own && !it->second.trained.empty())  // listed after a method that needed its model: its curves are still its
+      for (int s = 0; s < S; ++s) records[s].curves = it->second.trained[s].curves;
   }
-  if (!own)  // a head refitted on a diverged model is as diverged
-    for (int s = 0; s < S; ++s) records[s].diverged_step = it->second.diverged[s];
+  for (int s = 0; s < S; ++s)  // a head refitted on a diverged model is as diverged
+    records[s].diverged_step = it->second.diverged[s];
   return it->second.params;
 }
 
