@@ -186,15 +186,18 @@ const std::vector<float>& Study::shared_model(const SharedTraining& t, const std
                                              MethodTiming& tm, std::vector<RunRecord>& records) {
   const bool own = for_method == t.owner;
   auto it = shared_models.find(t.key);
+  // The owner reports the training's curves: it never takes the model from the run folder (which has none) but
+  // trains it again from its last checkpoint there, to the same bits.
+  if (own && it != shared_models.end() && it->second.from_store) shared_models.erase(it), it = shared_models.end();
   if (it == shared_models.end()) {
     SharedModel m;
     const int n_rows = t.rows ? int((*t.rows)[0].size()) : N;
     m.epochs = double(t.steps) / (n_rows / cfg.batch);
     SavedModel saved;
-    if (store && store->load_model(t.key, saved)) {
+    if (!own && store && store->load_model(t.key, saved)) {
       m.params = std::move(saved.params), m.train_s = saved.train_s, m.diverged = saved.diverged_steps;
-      if (own) say(for_method, "the " + t.key + " comes from the run folder");
-      else tm.stages.push_back({"erm_training", m.train_s, m.epochs, true});
+      m.from_store = true;
+      tm.stages.push_back({"erm_training", m.train_s, m.epochs, true});
     } else {
       std::vector<RunRecord> scratch(S);
       MethodTiming mine;

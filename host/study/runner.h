@@ -45,6 +45,7 @@ struct Study {
     std::vector<int> diverged;   // (S): diverged_step per seed
     double train_s = 0, epochs = 0;
     std::vector<RunRecord> trained;  // (S): the curves, when a method other than the owner trained it
+    bool from_store = false;         // loaded from the run folder: no curves
   };
   std::map<std::string, SharedModel> shared_models;
   std::vector<std::vector<int32_t>> afr_stage1_rows, afr_stage2_rows;  // per seed, once make_afr_split has run
