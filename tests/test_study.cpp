@@ -5,6 +5,9 @@
 #include <cmath>
 #include <numeric>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/backend.h"
 #include "study/backends.h"
@@ -12,6 +15,18 @@
 #include "study/study.h"
 
 using namespace sb;
+
+namespace {
+// Two seeds, 300 steps: long enough for the shortcut to be learned, short enough for a unit test.
+StudyConfig short_study(int eval_every, std::vector<std::string> methods) {
+  StudyConfig cfg;
+  cfg.seeds = 2;
+  cfg.steps = 300;
+  cfg.eval_every = eval_every;
+  cfg.methods = std::move(methods);
+  return cfg;
+}
+}  // namespace
 
 TEST(Study, EachEpochIsAPermutationAndEpochsDiffer) {
   StudyConfig cfg;
@@ -49,11 +64,7 @@ TEST(Study, FixedOrderIsSequential) {
 
 TEST(Study, ShortTrainingRunLossFalls) {
   Dataset data = load_embedded_mnist1d();
-  StudyConfig cfg;
-  cfg.seeds = 2;
-  cfg.steps = 300;
-  cfg.eval_every = 100;
-  cfg.methods = {"erm-base", "erm"};
+  StudyConfig cfg = short_study(100, {"erm-base", "erm"});
   auto backend = make_backend("cpu", 2);
   StudyResult r = run_study(cfg, data, *backend);
   ASSERT_EQ(r.runs.size(), 4u);
@@ -94,11 +105,7 @@ TEST(Study, ValidateRejectsBadSettings) {
 // the clean test set; AFR's record must be coherent with its grid.
 TEST(Study, DfrAndAfrOnAShortRun) {
   Dataset data = load_embedded_mnist1d();
-  StudyConfig cfg;
-  cfg.seeds = 2;
-  cfg.steps = 300;
-  cfg.eval_every = 300;
-  cfg.methods = {"erm", "dfr", "afr"};
+  StudyConfig cfg = short_study(300, {"erm", "dfr", "afr"});
   cfg.dfr.subsamples = 3;
   cfg.afr.epochs = 50;
   cfg.afr.gammas = {0, 2, 8};
@@ -140,16 +147,12 @@ TEST(Study, DfrAndAfrOnAShortRun) {
 // test set, must do at least as well there as afr's held-out choice among the same heads.
 TEST(Study, BoundsShareTheirMethodsModels) {
   Dataset data = load_embedded_mnist1d();
-  StudyConfig cfg;
-  cfg.seeds = 2;
-  cfg.steps = 300;
-  cfg.eval_every = 300;
+  StudyConfig cfg = short_study(300, {"erm-base", "erm", "afr", "probe-erm", "probe-base", "afr-oracle"});
   cfg.dfr.subsamples = 2;
   cfg.dfr.l1_grid = {1e-3f, 1e-2f};
   cfg.afr.epochs = 40;
   cfg.afr.gammas = {0, 4};
   cfg.afr.lambdas = {0, 0.1f};
-  cfg.methods = {"erm-base", "erm", "afr", "probe-erm", "probe-base", "afr-oracle"};
   auto backend = make_backend("cpu", 2);
   const StudyResult all = run_study(cfg, data, *backend);
   cfg.methods = {"afr-oracle", "probe-base", "afr"};  // the bounds train the models they need; afr comes after
@@ -192,5 +195,34 @@ TEST(Study, BoundsShareTheirMethodsModels) {
     EXPECT_GT(run_of(all, "probe-base", s).metrics.at("test_clean").accuracy,
               run_of(all, "probe-erm", s).metrics.at("test_clean").accuracy)
         << "seed " << s;
+  }
+}
+
+// In a stage-1 sweep, afr-oracle@N starts from afr@N's stage 1 (trained once per N), never from another N's.
+TEST(Study, OracleSharesStageOneWithAfrOfTheSameSteps) {
+  Dataset data = load_embedded_mnist1d();
+  StudyConfig cfg = short_study(50, {"afr", "afr-oracle"});
+  cfg.afr_stage1_steps = {100, 200};
+  cfg.afr.epochs = 20;
+  cfg.afr.gammas = {0, 4};
+  cfg.afr.lambdas = {0};
+  auto backend = make_backend("cpu", 2);
+  const StudyResult r = run_study(cfg, data, *backend);
+  EXPECT_EQ(r.methods, (std::vector<std::string>{"afr@100", "afr@200", "afr-oracle@100", "afr-oracle@200"}));
+  auto trained_here = [&](const std::string& m) {
+    for (const StageTiming& st : r.timing.at(m).stages)
+      if (st.name == "erm_training") return !st.shared;
+    ADD_FAILURE() << m << " has no erm_training stage";
+    return false;
+  };
+  for (int n : {100, 200}) {
+    const std::string suffix = "@" + std::to_string(n);
+    EXPECT_TRUE(trained_here("afr" + suffix));
+    EXPECT_FALSE(trained_here("afr-oracle" + suffix));
+    for (const RunRecord& run : r.runs)  // the owner of stage 1 reports its curve (one point per 50 steps)
+      if (run.method == "afr" + suffix || run.method == "afr-oracle" + suffix) {
+        EXPECT_EQ(run.afr_stage1_steps, n) << run.method;
+        EXPECT_EQ(run.curves.size(), run.method == "afr" + suffix ? size_t(n / 50) : 0u) << run.method;
+      }
   }
 }

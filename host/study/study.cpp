@@ -160,13 +160,14 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
   StudyResult result;
   for (const std::string& listed : cfg.methods) {
     const Method& m = *find_method(listed);  // validate() refused unknown names
-    std::vector<std::pair<std::string, int>> instances = {{listed, cfg.steps}};
+    std::vector<std::pair<std::string, int>> instances = {{"", cfg.steps}};  // (sweep suffix, stage-1 steps)
     if (m.stage1_sweep && !cfg.afr_stage1_steps.empty()) {
       instances.clear();
       for (int n : cfg.afr_stage1_steps)
-        instances.push_back({cfg.afr_stage1_steps.size() > 1 ? listed + "@" + std::to_string(n) : listed, n});
+        instances.push_back({cfg.afr_stage1_steps.size() > 1 ? "@" + std::to_string(n) : "", n});
     }
-    for (const auto& [method, stage1_steps] : instances) {
+    for (const auto& [sweep, stage1_steps] : instances) {
+      const std::string method = listed + sweep;
       const auto t_method = Clock::now();
       const std::string range_name = "method:" + method;
       const NvtxRange method_range(range_name.c_str());
@@ -181,7 +182,7 @@ StudyResult run_study(const StudyConfig& cfg, const Dataset& data, Backend& back
         if (sinks.model) sinks.model(method, saved.params);
         st.final_params = std::move(saved.params);
       } else {
-        MethodRun run{method, stage1_steps, records, evidence, tm};
+        MethodRun run{method, sweep, stage1_steps, records, evidence, tm};
         m.run(st, run);
         tm.wall_s = seconds_since(t_method);  // a shared stage ran (and is counted) in an earlier method
         if (store) {

@@ -25,8 +25,7 @@ void reweight_head(Study& st, MethodRun& run, bool source_variant, AfrSelector s
   const StudyConfig& cfg = st.cfg;
   // Stage 1 = erm in the source's variant (it trained on the stage-2 rows too); else its own model, shared by afr and
   // afr-oracle with the same stage-1 steps (afr@N and afr-oracle@N in a sweep).
-  const size_t at = method.find('@');
-  const std::string owner = "afr" + (at == std::string::npos ? std::string() : method.substr(at));
+  const std::string owner = "afr" + run.sweep;
   st.make_afr_split();
   std::vector<float> params = source_variant ? st.erm_model(method, run.tm, run.records)
                                              : st.afr_stage1_model(run.stage1_steps, owner, method, run.tm, run.records);

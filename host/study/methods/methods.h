@@ -14,6 +14,7 @@ struct Study;
 // One method's run over all seeds: what it reports into.
 struct MethodRun {
   std::string name;   // as reported: the method's name, or afr@N in a stage-1 sweep
+  std::string sweep;  // "@N" in a stage-1 sweep, else empty: afr@N and afr-oracle@N share stage 1 "afr@N"
   int stage1_steps;   // training steps of the method's own ERM (AFR: stage 1)
   std::vector<RunRecord>& records;  // (S), seed_index and method already set
   MethodSeedEvidence& evidence;  // what the seeds contribute to the cross-seed statistics
