@@ -90,8 +90,7 @@ std::unique_ptr<Backend> cudnn_backend(const std::string& mode) {
 TEST(CudnnBackend, TenStepsCpuCudaCudnnAgree) {
   SB_SKIP_WITHOUT_CUDA(kComparedOnGpu);
   const Problem pr(ConvBaseShape{25, 40, 10}, 3, 150, 20, 10);
-  auto cpu = make_backend("cpu", 2);
-  const Trained want = train_ten_steps(*cpu, pr, 1);
+  const Trained want = train_ten_steps_on_cpu(pr);
   const Trained cuda = train_ten_steps(*make_cuda_kernels_backend(2), pr, kTenStepLossEvery);
   const Trained grouped = train_ten_steps(*cudnn_backend("grouped"), pr, kTenStepLossEvery);
   const Trained per_seed = train_ten_steps(*cudnn_backend("per-seed"), pr, kTenStepLossEvery);
