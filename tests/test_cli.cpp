@@ -315,11 +315,11 @@ TEST(Cli, SeedResultsDoNotDependOnSeedCountOrThreads) {
 
 TEST(Cli, DatasetWritesWhatTheSeedTrainsOn) {
   const fs::path dir = scratch() / "ds";
-  Result r = run("dataset --p 0.5 --seed 7 --seed-index 3 --out " + dir.string());
+  Result r = run("dataset --p 0.3 --seed 7 --seed-index 3 --out " + dir.string());
   ASSERT_EQ(r.status, 0) << r.err;
   sb::StudyConfig cfg;
   cfg.seed = 7;
-  cfg.spurious.p = 0.5;
+  cfg.spurious.p = 0.3f;
   sb::Dataset data = sb::load_embedded_mnist1d();
   sb::SeedData sd = sb::make_seed_data(cfg, data, 3);
   auto x = sb::read_npy_float((dir / "x_train.npy").string());
@@ -328,11 +328,23 @@ TEST(Cli, DatasetWritesWhatTheSeedTrainsOn) {
   EXPECT_EQ(sb::read_npy_float((dir / "x_test_conflicting.npy").string()).data, sd.test_conflicting);
   EXPECT_EQ(sb::read_npy_float((dir / "x_test_aligned.npy").string()).data, sd.test_aligned);
   EXPECT_EQ(sb::read_npy_int32((dir / "y_train.npy").string()).data, data.y_train);
-  EXPECT_TRUE(fs::exists(dir / "dataset.json"));
+  const json meta = json::parse(slurp(dir / "dataset.json"));
+  EXPECT_EQ(meta.at("p").get<double>(), 0.3);  // as typed, not the float's 0.30000001192092896
   Result bad = run("dataset --p 2 --out " + (dir.parent_path() / "bad").string());
   EXPECT_NE(bad.status, 0);
   EXPECT_FALSE(fs::exists(dir.parent_path() / "bad"));
   fs::remove_all(dir.parent_path());
+}
+
+// run.json (and so a resume's check) holds p as typed, as the results do.
+TEST(Cli, RunFolderKeepsSettingsAsTyped) {
+  const fs::path dir = scratch();
+  Result r = run("--seeds 1 --steps 20 --methods erm --p 0.9,0.3 -q --run-dir " + (dir / "run").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json saved = json::parse(slurp(dir / "run" / "run.json"));
+  EXPECT_EQ(saved.at("config").at("spurious").at("p"), json({0.9, 0.3}));
+  EXPECT_EQ(saved.at("config").at("lr").get<double>(), 0.01);
+  fs::remove_all(dir);
 }
 
 TEST(Cli, PSweepWritesOneEntryPerP) {

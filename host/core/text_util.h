@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <sstream>
 #include <stdexcept>
@@ -58,6 +59,8 @@ __attribute__((format(printf, 1, 2))) inline std::string strprintf(const char* f
 
 // A float setting as the decimal the user typed ("0.01", not "0.009999999776"): 7 significant digits.
 inline std::string float_text(float f) { return strprintf("%.7g", f); }
+// The same as the double nearest that decimal, for JSON (0.9, not 0.8999999761581421).
+inline double float_setting(float f) { return std::strtod(float_text(f).c_str(), nullptr); }
 
 // Now as ISO 8601 UTC, e.g. 2026-11-25T14:58:11Z.
 inline std::string utc_now() {

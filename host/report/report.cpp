@@ -23,8 +23,7 @@ namespace {
 
 using nlohmann::json;
 
-// A float setting as the decimal the user typed (0.01, not 0.009999999776).
-json setting(float f) { return std::strtod(float_text(f).c_str(), nullptr); }
+json setting(float f) { return float_setting(f); }
 
 json floats_json(const std::vector<float>& v) {
   json a = json::array();

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/spurious_config.h"
+#include "core/text_util.h"
 #include "data/npy.h"
 #include "report/report.h"
 #include "report/staged_dir.h"
@@ -28,9 +29,9 @@ void write_seed_dataset(const StudyConfig& cfg, const Dataset& data, uint32_t se
   nlohmann::json meta = {{"schema", "spurious-bench/dataset/v1"},
                          {"seed", cfg.seed},
                          {"seed_index", seed_index},
-                         {"p", cfg.spurious.p},
-                         {"noise_mean", cfg.spurious.mean},
-                         {"noise_sd", cfg.spurious.sd},
+                         {"p", float_setting(cfg.spurious.p)},
+                         {"noise_mean", float_setting(cfg.spurious.mean)},
+                         {"noise_sd", float_setting(cfg.spurious.sd)},
                          {"block_stride", cfg.spurious.stride},
                          {"block_width", cfg.spurious.width},
                          {"noise_draw", to_string(cfg.spurious.draw)},
