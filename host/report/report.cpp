@@ -23,11 +23,9 @@ namespace {
 
 using nlohmann::json;
 
-json setting(float f) { return float_setting(f); }
-
 json floats_json(const std::vector<float>& v) {
   json a = json::array();
-  for (float x : v) a.push_back(setting(x));
+  for (float x : v) a.push_back(float_setting(x));
   return a;
 }
 
@@ -99,7 +97,7 @@ json config_json(const StudyConfig& cfg, const Dataset& data) {
       {"seeds", cfg.seeds},
       {"steps", cfg.steps},
       {"batch", cfg.batch},
-      {"lr", setting(cfg.lr)},
+      {"lr", float_setting(cfg.lr)},
       {"channels", cfg.channels},
       {"parameters_per_seed", shape.num_params()},
       {"seed", cfg.seed},
@@ -107,23 +105,27 @@ json config_json(const StudyConfig& cfg, const Dataset& data) {
       {"batch_order", cfg.fixed_order ? "fixed" : "reshuffle-per-epoch"},
       {"methods", cfg.methods},
       {"dfr",
-       {{"fraction", setting(cfg.dfr_fraction)},
+       {{"fraction", float_setting(cfg.dfr_fraction)},
         {"subsamples", cfg.dfr.subsamples},
         {"l1_grid", floats_json(cfg.dfr.l1_grid)}}},
       {"afr",
-       {{"stage1_fraction", setting(cfg.afr_stage1_fraction)},
+       {{"stage1_fraction", float_setting(cfg.afr_stage1_fraction)},
         {"stage1_steps", cfg.afr_stage1_steps.empty() ? std::vector<int>{cfg.steps} : cfg.afr_stage1_steps},
         {"gammas", floats_json(cfg.afr.gammas)},
         {"lambdas", floats_json(cfg.afr.lambdas)},
         {"epochs", cfg.afr.epochs},
-        {"lr", setting(cfg.afr.lr)},
-        {"clip", setting(cfg.afr.clip)}}},
+        {"lr", float_setting(cfg.afr.lr)},
+        {"clip", float_setting(cfg.afr.clip)}}},
       {"saliency", cfg.saliency},
-      {"optimizer", {{"name", "adam"}, {"beta1", setting(cfg.adam.beta1)}, {"beta2", setting(cfg.adam.beta2)}, {"eps", setting(cfg.adam.eps)}}},
+      {"optimizer",
+       {{"name", "adam"},
+        {"beta1", float_setting(cfg.adam.beta1)},
+        {"beta2", float_setting(cfg.adam.beta2)},
+        {"eps", float_setting(cfg.adam.eps)}}},
       {"spurious",
-       {{"p", setting(cfg.spurious.p)},
-        {"noise_mean", setting(cfg.spurious.mean)},
-        {"noise_sd", setting(cfg.spurious.sd)},
+       {{"p", float_setting(cfg.spurious.p)},
+        {"noise_mean", float_setting(cfg.spurious.mean)},
+        {"noise_sd", float_setting(cfg.spurious.sd)},
         {"block_stride", cfg.spurious.stride},
         {"block_width", cfg.spurious.width},
         {"noise_draw", to_string(cfg.spurious.draw)}}},
@@ -158,11 +160,11 @@ json run_record_json(const RunRecord& r) {
   for (const auto& set : study_sets()) rec["metrics"][set] = set_metrics_json(r.metrics.at(set));
   rec["curves"] = curves_json(r.curves);
   if (!r.shortcut_reliance.empty()) rec["shortcut_reliance"] = r.shortcut_reliance;
-  if (r.has_dfr) rec["dfr"] = {{"l1", setting(r.dfr_l1)}, {"tune_worst_group", vec_json(r.dfr_tune_worst_group)}};
+  if (r.has_dfr)
+    rec["dfr"] = {{"l1", float_setting(r.dfr_l1)}, {"tune_worst_group", vec_json(r.dfr_tune_worst_group)}};
   if (r.has_afr)
-    rec["afr"] = {{"gamma", setting(r.afr_gamma)},   {"lambda", setting(r.afr_lambda)},         {"epoch", r.afr_epoch},
-                  {"ess", r.afr_ess},       {"class_mass", vec_json(r.afr_class_mass)},
-                  {"stage1_steps", r.afr_stage1_steps}};
+    rec["afr"] = {{"gamma", float_setting(r.afr_gamma)}, {"lambda", float_setting(r.afr_lambda)}, {"epoch", r.afr_epoch},
+                  {"ess", r.afr_ess}, {"class_mass", vec_json(r.afr_class_mass)}, {"stage1_steps", r.afr_stage1_steps}};
   return rec;
 }
 
@@ -396,7 +398,7 @@ std::string results_csv(const StudyResult& result, double p, bool header) {
   for (const RunRecord& r : result.runs)
     for (const auto& set : study_sets()) {
       const SetMetrics& m = r.metrics.at(set);
-      out << setting(float(p)).get<double>() << ',' << r.seed_index << ',' << r.method << ',' << set << ','
+      out << float_setting(float(p)) << ',' << r.seed_index << ',' << r.method << ',' << set << ','
           << m.accuracy << ',' << m.worst_group_accuracy << ',' << m.loss << ',';
       auto it = r.shortcut_reliance.find(set);
       if (it != r.shortcut_reliance.end()) out << it->second;
