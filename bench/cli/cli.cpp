@@ -233,8 +233,7 @@ int run_study_job(StudyConfig& cfg, const std::vector<float>& ps, const std::str
     // The run folder: its configuration is everything that decides the numbers (a resume must match it).
     if (!mode.run_dir.empty()) {
       nlohmann::json run_config = config_json(cfg, data);
-      run_config["spurious"]["p"] = nlohmann::json::array();
-      for (float p : ps) run_config["spurious"]["p"].push_back(float_setting(p));
+      run_config["spurious"]["p"] = floats_json(ps);
       run_config["seed_range"] = {cfg.seed_begin, cfg.last_seed()};
       run_config["backend"] = backend_name == "cudnn" ? "cudnn " + backend_options.cudnn_conv : backend_name;
       run_config["mpi_ranks"] = job ? job->size() : 0;

@@ -23,12 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-json floats_json(const std::vector<float>& v) {
-  json a = json::array();
-  for (float x : v) a.push_back(float_setting(x));
-  return a;
-}
-
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 json set_metrics_json(const SetMetrics& m) {
@@ -88,6 +82,12 @@ json vec_json(const std::vector<double>& v) {
 std::string temp_path_for(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
 
 }  // namespace
+
+json floats_json(const std::vector<float>& v) {
+  json a = json::array();
+  for (float x : v) a.push_back(float_setting(x));
+  return a;
+}
 
 const char* git_commit() { return SB_GIT_COMMIT; }
 

@@ -16,6 +16,8 @@ struct RunEnvironment {
 
 // The configuration block of every file a study writes (results JSON, the safetensors files' metadata).
 nlohmann::json config_json(const StudyConfig& cfg, const Dataset& data);
+// Float settings as the decimals the user typed (core/text_util.h float_setting), e.g. a run's p values.
+nlohmann::json floats_json(const std::vector<float>& v);
 // The commit this binary was built from (with -dirty when the tree had changes).
 const char* git_commit();
 
